@@ -1,1 +1,45 @@
-"""geometry."""
+"""Geometry: depth → world points, per-token coordinates, voxels, boxes (no ROS).
+
+Conventions: metres and pixels in names; camera optical frame (x right, y
+down, z forward); ``T_a_b`` maps points from frame b to frame a.
+"""
+
+from .boxes import Box3D, box_iou_3d, box_iou_matrix, points_in_box_mask
+from .depth import PointMap, depth_to_metres, depth_to_world_m
+from .tokens import (
+    Aggregation,
+    CropSpec,
+    TokenGrid,
+    crop_source_indices,
+    discretize_coords,
+    patch_coords_m,
+    patch_valid_fraction,
+    resize_crop_nearest,
+    resize_crop_params,
+    token_grid,
+)
+from .voxels import pack_voxel_indices, unpack_voxel_keys, voxel_indices, voxel_keys
+
+__all__ = [
+    "Aggregation",
+    "Box3D",
+    "CropSpec",
+    "PointMap",
+    "TokenGrid",
+    "box_iou_3d",
+    "box_iou_matrix",
+    "crop_source_indices",
+    "depth_to_metres",
+    "depth_to_world_m",
+    "discretize_coords",
+    "pack_voxel_indices",
+    "patch_coords_m",
+    "patch_valid_fraction",
+    "points_in_box_mask",
+    "resize_crop_nearest",
+    "resize_crop_params",
+    "token_grid",
+    "unpack_voxel_keys",
+    "voxel_indices",
+    "voxel_keys",
+]
