@@ -1,0 +1,151 @@
+"""Processor: frames → tower inputs and token coordinates; text → prompt ids.
+
+Prompt layout (Qwen2 chat template, "qwen_1_5" conversation)::
+
+    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n<|im_start|>user\\n
+    <image> × (frames · tokens_per_frame)                          ← visual prefix
+    \\n{SPATIAL_INSTRUCTION}\\n{task text}<|im_end|>\\n<|im_start|>assistant\\n  ← suffix
+    {answer}<|im_end|>                                             ← training only
+
+Everything up to the video tokens is the *visual prefix* whose KV cache the
+engine reuses across questions. The task texts follow the reference data files.
+
+Frames: RGB is resized (bilinear, antialiased) so the short side equals the
+tower's image size and centre-cropped with the same :class:`CropSpec` the
+per-pixel coordinates go through (nearest neighbour), so pixels and
+coordinates line up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedTokenizerBase
+
+from video3d_ros.geometry import patch_coords_m, resize_crop_nearest, resize_crop_params
+
+from .config import PositionEncodingKind, Video3DConfig
+from .modeling import IGNORE_INDEX
+from .position_encoding import prepare_coords
+from .tokenizer import COORD_TOKEN, IM_END, IM_START, VIDEO_TOKEN, token_ids_of
+
+SYSTEM_PROMPT = "You are a helpful assistant."
+SPATIAL_INSTRUCTION = ("The video captures 3D spatial information of a scene. Please focus on "
+                       "the spatial relationships in the video and answer the following "
+                       "questions.")
+PIXEL_MEAN = 0.5  # SigLIP normalisation
+PIXEL_STD = 0.5
+
+
+def qa_prompt(question: str) -> str:
+    """ScanQA-style question."""
+    return f" {question} Answer the question simply."
+
+
+def sqa_prompt(situation: str, question: str) -> str:
+    """SQA3D: situation then question."""
+    return f" {situation} {question} Answer the question using a single word or phrase."
+
+
+def grounding_prompt(description: str) -> str:
+    """ScanRefer / Multi3DRefer ("cls" template); the answer is ``<ground>``."""
+    return f"Identify the object according to the following description.\n{description.capitalize()}"
+
+
+def caption_prompt() -> str:
+    """Scan2Cap: the ``<coord>`` token receives the encoding of the box centre."""
+    return f"Given an object located at {COORD_TOKEN}, describe the object in detail."
+
+
+@dataclass
+class PreparedFrame:
+    """One frame ready for the model."""
+
+    pixel_values: torch.Tensor  # (3, S, S) float32, normalised
+    xyz_m: np.ndarray  # (S, S, 3) float32 cropped per-pixel world coordinates, metres
+    valid: np.ndarray  # (S, S) bool cropped validity
+    token_points: np.ndarray | None  # (G, G, K, 3) encoding input per pooled token
+
+
+@dataclass
+class EncodedPrompt:
+    input_ids: torch.Tensor  # (T,) int64
+    labels: torch.Tensor  # (T,) int64, IGNORE_INDEX outside the answer
+    prefix_len: int  # tokens of the visual prefix (system + user header + video)
+
+
+class Video3DProcessor:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, config: Video3DConfig):
+        self.tokenizer = tokenizer
+        self.config = config
+        self.token_ids = token_ids_of(tokenizer)
+
+    # ---- frames -------------------------------------------------------------------------
+
+    def prepare_frame(self, rgb: np.ndarray, xyz_m: np.ndarray,
+                      valid: np.ndarray) -> PreparedFrame:
+        """Args: rgb (H, W, 3) uint8; xyz_m (H, W, 3) metres; valid (H, W) bool."""
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
+        h, w = rgb.shape[:2]
+        if np.shape(xyz_m) != (h, w, 3) or np.shape(valid) != (h, w):
+            raise ValueError(f"xyz_m {np.shape(xyz_m)} / valid {np.shape(valid)} must match "
+                             f"rgb ({h}, {w})")
+        size = self.config.vision.image_size_px
+        spec = resize_crop_params(h, w, size)
+        img = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
+        img = F.interpolate(img, size=(spec.resized_height_px, spec.resized_width_px),
+                            mode="bilinear", antialias=True, align_corners=False)
+        img = img[0, :, spec.top_px:spec.top_px + size, spec.left_px:spec.left_px + size]
+        pixel_values = ((img - PIXEL_MEAN) / PIXEL_STD).contiguous()  # (3, S, S)
+        xyz = resize_crop_nearest(np.asarray(xyz_m, dtype=np.float32), spec)  # (S, S, 3)
+        ok = resize_crop_nearest(np.asarray(valid, dtype=bool), spec)  # (S, S)
+        pos = self.config.position
+        points = None
+        if pos.kind is not PositionEncodingKind.NONE:
+            coords = patch_coords_m(xyz, ok, self.config.grid, pos.aggregation,
+                                    pos.ignore_invalid)  # (G, G, 3K)
+            points = prepare_coords(coords, pos)  # (G, G, K, 3)
+        return PreparedFrame(pixel_values, xyz, ok, points)
+
+    # ---- text ---------------------------------------------------------------------------
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def prefix_ids(self, num_frames: int) -> list[int]:
+        """System prompt, user header and ``num_frames · tokens_per_frame`` placeholders."""
+        text = (f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n{IM_START}user\n{VIDEO_TOKEN}")
+        ids = self._ids(text)
+        vid = self.token_ids.video
+        if ids.count(vid) != 1 or ids[-1] != vid:
+            raise ValueError(f"the prompt header must end in exactly one {VIDEO_TOKEN} token")
+        return ids[:-1] + [vid] * (num_frames * self.config.tokens_per_frame)
+
+    def suffix_ids(self, task_text: str, answer: str | None = None) -> tuple[list[int], int]:
+        """Ids after the video and how many of them belong to the answer."""
+        if VIDEO_TOKEN in task_text:
+            raise ValueError(f"task text must not contain {VIDEO_TOKEN}")
+        ids = self._ids(f"\n{SPATIAL_INSTRUCTION}\n{task_text}{IM_END}\n{IM_START}assistant\n")
+        n_answer = 0
+        if answer is not None:
+            ans = self._ids(f"{answer}{IM_END}")
+            ids, n_answer = ids + ans, len(ans)
+        return ids, n_answer
+
+    def encode(self, num_frames: int, task_text: str, answer: str | None = None) -> EncodedPrompt:
+        """Whole prompt (and answer) with labels on the answer tokens only."""
+        prefix = self.prefix_ids(num_frames)
+        suffix, n_answer = self.suffix_ids(task_text, answer)
+        ids = torch.tensor(prefix + suffix, dtype=torch.long)
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        if n_answer:
+            labels[-n_answer:] = ids[-n_answer:]
+        return EncodedPrompt(ids, labels, len(prefix))
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
