@@ -87,23 +87,35 @@ class Video3DProcessor:
 
     def prepare_frame(self, rgb: np.ndarray, xyz_m: np.ndarray,
                       valid: np.ndarray) -> PreparedFrame:
-        """Args: rgb (H, W, 3) uint8; xyz_m (H, W, 3) metres; valid (H, W) bool."""
+        """Resize/crop one frame and compute its token coordinates.
+
+        Args:
+            rgb: (H', W', 3) uint8.
+            xyz_m: (H, W, 3) world coordinates per depth pixel, metres (finite; the
+                depth image may differ in size from rgb but not in aspect ratio).
+            valid: (H, W) bool.
+        """
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
         h, w = rgb.shape[:2]
-        if np.shape(xyz_m) != (h, w, 3) or np.shape(valid) != (h, w):
-            raise ValueError(f"xyz_m {np.shape(xyz_m)} / valid {np.shape(valid)} must match "
-                             f"rgb ({h}, {w})")
+        hd, wd = np.shape(xyz_m)[:2]
+        if np.shape(xyz_m) != (hd, wd, 3) or np.shape(valid) != (hd, wd):
+            raise ValueError(f"xyz_m must be (H, W, 3) and valid (H, W), got {np.shape(xyz_m)} "
+                             f"and {np.shape(valid)}")
+        if abs(h * wd - w * hd) > max(h, w, hd, wd):
+            raise ValueError(f"rgb ({h}, {w}) and depth ({hd}, {wd}) differ in aspect ratio; "
+                             "their crops would not line up")
         size = self.config.vision.image_size_px
         spec = resize_crop_params(h, w, size)
-        img = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
+        dspec = resize_crop_params(hd, wd, size)
+        img = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
         img = F.interpolate(img, size=(spec.resized_height_px, spec.resized_width_px),
                             mode="bilinear", antialias=True, align_corners=False)
         img = img[0, :, spec.top_px:spec.top_px + size, spec.left_px:spec.left_px + size]
         pixel_values = ((img - PIXEL_MEAN) / PIXEL_STD).contiguous()  # (3, S, S)
-        xyz = resize_crop_nearest(np.asarray(xyz_m, dtype=np.float32), spec)  # (S, S, 3)
-        ok = resize_crop_nearest(np.asarray(valid, dtype=bool), spec)  # (S, S)
+        xyz = resize_crop_nearest(np.asarray(xyz_m, dtype=np.float32), dspec)  # (S, S, 3)
+        ok = resize_crop_nearest(np.asarray(valid, dtype=bool), dspec)  # (S, S)
         pos = self.config.position
         points = None
         if pos.kind is not PositionEncodingKind.NONE:

@@ -1,0 +1,203 @@
+"""Engine: KV-prefix reuse gives the same numbers as the uncached path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from video3d_ros.geometry import Box3D
+from video3d_ros.model.engine import Video3DEngine
+from video3d_ros.model.errors import ModelError
+from video3d_ros.model.processor import caption_prompt, grounding_prompt, qa_prompt
+
+
+QUESTIONS = ["How many chairs are there?", "What is left of the bed?", "Where is the lamp?"]
+
+
+def _fill(engine, frames):
+    for i, (rgb, xyz, valid) in enumerate(frames):
+        engine.add_keyframe(i, rgb, xyz, valid, stamp_s=float(i))
+
+
+def test_cached_and_uncached_logits_match(engine, frames):
+    _fill(engine, frames)
+    for q in QUESTIONS:
+        cached = engine.next_token_logits(qa_prompt(q), use_cache=True)
+        uncached = engine.next_token_logits(qa_prompt(q), use_cache=False)
+        assert torch.allclose(cached, uncached, atol=1e-4, rtol=0), (cached - uncached).abs().max()
+    # the prefix is reused, not recomputed, and stays at its own length
+    prefix = engine._prefix
+    assert prefix is not None
+    assert prefix.cache.get_seq_length() == prefix.length
+
+
+def test_cached_logits_follow_keyframe_changes(engine, frames):
+    _fill(engine, frames[:4])
+    before = engine.next_token_logits(qa_prompt(QUESTIONS[0]))
+    engine.add_keyframe(10, *frames[5], stamp_s=1.5)  # inserted between keyframes 1 and 2
+    engine.remove_keyframe(0)
+    assert engine.keyframe_ids == (1, 10, 2, 3)
+    cached = engine.next_token_logits(qa_prompt(QUESTIONS[0]))
+    uncached = engine.next_token_logits(qa_prompt(QUESTIONS[0]), use_cache=False)
+    assert torch.allclose(cached, uncached, atol=1e-4, rtol=0)
+    assert not torch.allclose(before, cached, atol=1e-3)
+
+
+def test_generation_same_with_and_without_cache(engine, frames):
+    _fill(engine, frames[:3])
+    a = engine.ask(QUESTIONS[1], max_new_tokens=6, use_cache=True)
+    b = engine.ask(QUESTIONS[1], max_new_tokens=6, use_cache=False)
+    assert a.token_ids == b.token_ids
+    assert len(a.token_ids) <= 6
+    assert engine.processor.token_ids.video not in a.token_ids
+    again = engine.ask(QUESTIONS[1], max_new_tokens=6)
+    assert again.token_ids == a.token_ids  # the cache was cropped back after the first query
+
+
+def test_generation_stops_at_eos(engine, frames):
+    _fill(engine, frames[:2])
+    eos = engine.processor.token_ids.eos[0]
+    head = engine.model.language_model.lm_head
+    bias = torch.zeros(head.out_features)
+    bias[eos] = 1e4  # EOS wins at the first step whatever the hidden state
+    head.bias = torch.nn.Parameter(bias)
+    assert engine.ask("Is there a bed?").token_ids == []
+    bias[eos] = 0.0
+    other = engine.ask("Is there a bed?", max_new_tokens=3)
+    assert len(other.token_ids) == 3 or eos not in other.token_ids
+
+
+def test_ground_scores_and_multi_object(engine, frames):
+    _fill(engine, frames[:4])
+    boxes = [Box3D(np.array([0.5, 0.5, 1.3]), np.array([0.6, 0.6, 1.0])),
+             Box3D(np.array([1.5, 1.5, 1.3]), np.array([0.4, 0.4, 1.0])),
+             Box3D(np.array([50.0, 50.0, 50.0]), np.array([0.1, 0.1, 0.1]))]
+    res = engine.ground("the red chair near the wall", boxes)
+    assert res.scores.shape == (3,)
+    assert np.all(np.abs(res.scores) <= 1 + 1e-5)
+    assert res.best_index == int(np.argmax(res.scores))
+    assert res.best_box is boxes[res.best_index]
+    uncached = engine.ground("the red chair near the wall", boxes, use_cache=False)
+    np.testing.assert_allclose(res.scores, uncached.scores, atol=1e-4)
+    # multi-object decoding agrees with its definition on these scores
+    allscores = np.append(res.scores, res.no_target_score)
+    if np.argmax(allscores) == 3:
+        assert res.selected == []
+    else:
+        p = np.exp(res.scores / 0.07) / np.exp(res.scores / 0.07).sum()
+        order = np.argsort(-p)
+        k = int(np.searchsorted(np.cumsum(p[order]), 0.4)) + 1
+        assert res.selected == order[:k].tolist()
+
+
+def test_ground_matches_direct_model_computation(engine, frames, processor):
+    _fill(engine, frames[:2])
+    box = Box3D(np.array([0.5, 0.5, 1.3]), np.array([0.6, 0.6, 1.0]))
+    res = engine.ground("the lamp", [box])
+    # independent path: whole prompt through the model, features averaged by hand
+    model, cfg = engine.model, engine.config
+    prepared = [processor.prepare_frame(*f) for f in frames[:2]]
+    pv = torch.stack([p.pixel_values for p in prepared])
+    pts = torch.from_numpy(np.stack([p.token_points for p in prepared]))
+    with torch.no_grad():
+        enc = model.encode_frames(pv, pts)
+        ids = processor.prefix_ids(2) + processor.suffix_ids(grounding_prompt("the lamp"))[0]
+        ids = torch.tensor([ids + [processor.token_ids.ground]])
+        hidden = model(ids, video_tokens=enc.tokens.flatten(0, 1)).last_hidden_state[0, -1]
+        p = cfg.grid.patches_per_side
+        ps = cfg.grid.patch_size_px
+        feats = []
+        for fr, f in zip(prepared, enc.patch_features):
+            xyz = fr.xyz_m[: p * ps, : p * ps]
+            inside = np.all((xyz >= box.min_m) & (xyz <= box.max_m), -1) & fr.valid[: p * ps, : p * ps]
+            frac = inside.reshape(p, ps, p, ps).sum((1, 3))
+            sel = torch.from_numpy(frac >= int(ps * ps * 0.5))
+            feats.append(f[sel])
+        feats = torch.cat(feats)
+        assert feats.shape[0] > 0
+        obj = feats.mean(0)
+        disc = np.round((np.clip(box.center_m, (-15, -15, -5), (15, 15, 5)) + (15, 15, 5)) / 0.1)
+        obj = obj + model.encode_points(torch.tensor(disc, dtype=torch.float32)[None, None])[0]
+        scores = model.ground_scores(hidden, obj[None])
+    np.testing.assert_allclose(res.scores, scores[:1].numpy(), atol=1e-4)
+    assert res.no_target_score == pytest.approx(float(scores[1]), abs=1e-4)
+
+
+def test_caption_uses_the_box_centre(engine, frames):
+    _fill(engine, frames[:2])
+    a = Box3D(np.array([0.5, 0.5, 1.3]), np.array([0.5, 0.5, 0.5]))
+    b = Box3D(np.array([3.0, -2.0, 0.2]), np.array([0.5, 0.5, 0.5]))
+    la = engine.next_token_logits(caption_prompt(), coord_box=a)
+    lb = engine.next_token_logits(caption_prompt(), coord_box=b)
+    assert not torch.allclose(la, lb, atol=1e-4)
+    ua = engine.next_token_logits(caption_prompt(), coord_box=a, use_cache=False)
+    assert torch.allclose(la, ua, atol=1e-4, rtol=0)
+    text = engine.caption(a, max_new_tokens=4)
+    assert isinstance(text.text, str) and len(text.token_ids) <= 4
+
+
+def test_model_error_leaves_engine_usable(engine, frames, monkeypatch):
+    _fill(engine, frames[:2])
+    expected = engine.next_token_logits(qa_prompt(QUESTIONS[0]))
+    lm = engine.model.language_model.model
+    original = lm.forward
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(lm, "forward", failing)
+    with pytest.raises(ModelError, match="out of memory"):
+        engine.ask(QUESTIONS[0])
+    assert calls["n"] == 1
+    monkeypatch.setattr(lm, "forward", original)
+    after = engine.next_token_logits(qa_prompt(QUESTIONS[0]))
+    assert torch.allclose(after, expected, atol=1e-5)
+
+
+@dataclass(frozen=True)
+class _KF:
+    frame_id: int
+    stamp_s: float
+    rgb: np.ndarray
+    xyz_m: np.ndarray
+    valid: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    keyframes: tuple
+    version: int
+
+
+def test_sync_adds_and_removes_the_difference(engine, frame_factory):
+    make_frame = frame_factory
+    kfs = [_KF(i, float(i), *make_frame(i)) for i in range(4)]
+    r = engine.sync(_Snapshot(tuple(kfs[:3]), 1))
+    assert r.added == (0, 1, 2) and r.removed == ()
+    r = engine.sync(_Snapshot((kfs[1], kfs[2], kfs[3]), 2))
+    assert r.added == (3,) and r.removed == (0,)
+    assert engine.keyframe_ids == (1, 2, 3)
+
+
+def test_sync_with_rolling_buffer_snapshot(engine, frame_factory):
+    make_frame = frame_factory
+    from video3d_ros.keyframes.buffer import BufferSnapshot, Frame
+
+    frames = tuple(Frame(i, float(i), *make_frame(i), np.eye(4)) for i in range(3))
+    r = engine.sync(BufferSnapshot(keyframes=frames, covered_voxels=0, version=3))
+    assert r.added == (0, 1, 2)
+    assert engine.keyframe_ids == (0, 1, 2)
+
+
+def test_rgb_and_depth_of_different_size(engine, frame_factory):
+    make_frame = frame_factory
+    rgb, xyz, valid = make_frame(0, 240, 320)
+    _, xyz_small, valid_small = make_frame(0, 120, 160)
+    engine.add_keyframe(0, rgb, xyz_small, valid_small)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        engine.add_keyframe(1, rgb[:, :200], xyz_small, valid_small)
