@@ -1,0 +1,83 @@
+"""Building a model without paying for a random init: meta device, then materialise.
+
+:func:`build_empty` constructs on the meta device (no memory, no init);
+:func:`materialize` allocates on the target device/dtype and either loads a
+state dict (checked strictly) or draws random weights, then recomputes the
+non-persistent buffers (rotary frequencies, SigLIP position ids) that meta
+construction left undefined.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import Video3DConfig
+from .modeling import Video3DModel
+from .runtime import Runtime
+
+
+def build_empty(config: Video3DConfig, attn_implementation: str = "sdpa") -> Video3DModel:
+    with torch.device("meta"):
+        return Video3DModel(config, attn_implementation)
+
+
+def check_keys(expected: set[str], given: set[str], where: str) -> None:
+    """Raise ValueError listing missing and unexpected weight names."""
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+    if missing or unexpected:
+        raise ValueError(f"weights of {where} do not match the model: "
+                         f"missing {missing[:50]}{' …' if len(missing) > 50 else ''} "
+                         f"({len(missing)}), unexpected {unexpected[:50]}"
+                         f"{' …' if len(unexpected) > 50 else ''} ({len(unexpected)})")
+
+
+def materialize(model: Video3DModel, runtime: Runtime,
+                state_dict: dict[str, torch.Tensor] | None = None, where: str = "state dict",
+                seed: int = 0) -> Video3DModel:
+    """Allocate ``model`` on ``runtime`` and fill it (weights, or random when None)."""
+    model = model.to_empty(device=runtime.device).to(runtime.dtype)
+    if state_dict is None:
+        _random_init(model, seed)
+    else:
+        check_keys(set(model.state_dict()), set(state_dict), where)
+        for name, t in model.state_dict().items():
+            if tuple(state_dict[name].shape) != tuple(t.shape):
+                raise ValueError(f"weight {name} of {where} has shape "
+                                 f"{tuple(state_dict[name].shape)}, the model expects "
+                                 f"{tuple(t.shape)}")
+        model.load_state_dict(state_dict, strict=True)
+    _reset_buffers(model, runtime.device)
+    return model.eval()
+
+
+@torch.no_grad()
+def _random_init(model: Video3DModel, seed: int) -> None:
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    for name, p in model.named_parameters():
+        if name.endswith("norm.weight") or ".layer_norm" in name or "layernorm" in name \
+                or (p.dim() == 1 and "weight" in name and _is_norm(model, name)):
+            p.fill_(1.0)
+        elif p.dim() == 1 and name.endswith("bias"):
+            p.zero_()
+        else:
+            p.normal_(0.0, 0.02, generator=gen)
+
+
+def _is_norm(model: nn.Module, param_name: str) -> bool:
+    module = model.get_submodule(param_name.rsplit(".", 1)[0])
+    return "Norm" in type(module).__name__
+
+
+def _reset_buffers(model: Video3DModel, device: torch.device) -> None:
+    emb = model.vision_tower.embeddings
+    emb.position_ids = torch.arange(emb.num_positions, device=device).expand((1, -1))
+    rot = model.language_model.model.rotary_emb
+    fn = rot.compute_default_rope_parameters if rot.rope_type == "default" else None
+    if fn is None:
+        from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+        fn = ROPE_INIT_FUNCTIONS[rot.rope_type]
+    inv_freq, rot.attention_scaling = fn(rot.config)
+    inv_freq = inv_freq.to(device)
+    rot.inv_freq = inv_freq
+    rot.original_inv_freq = inv_freq.clone()

@@ -1,0 +1,88 @@
+"""Our checkpoint format: one directory with ``config.json``, ``model.safetensors``
+and the tokenizer files. ``save_pretrained`` → ``load_pretrained`` round-trips
+exactly (same weights, same config, same tokenizer).
+
+Only local directories are read; only safetensors weights; no remote code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from .build import build_empty, materialize
+from .config import Video3DConfig
+from .errors import CheckpointError
+from .modeling import Video3DModel
+from .processor import Video3DProcessor
+from .runtime import Runtime, detect_runtime
+from .tokenizer import token_ids_of
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_NAME = "video3d"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LoadedModel:
+    model: Video3DModel  # on runtime.device, eval mode
+    tokenizer: PreTrainedTokenizerBase
+    processor: Video3DProcessor
+    runtime: Runtime
+
+
+def save_pretrained(model: Video3DModel, tokenizer: PreTrainedTokenizerBase,
+                    directory: str | os.PathLike) -> None:
+    """Write config.json, model.safetensors and the tokenizer into ``directory``."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+            "config": model.config.to_dict()}
+    (d / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(d / WEIGHTS_NAME), metadata={"format": "pt"})
+    tokenizer.save_pretrained(str(d))
+
+
+def load_tokenizer(directory: str | os.PathLike) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(str(directory), local_files_only=True,
+                                         trust_remote_code=False)
+
+
+def load_pretrained(directory: str | os.PathLike, runtime: Runtime | None = None) -> LoadedModel:
+    """Load a directory written by :func:`save_pretrained`."""
+    d = Path(directory)
+    if not (d / CONFIG_NAME).is_file():
+        raise CheckpointError(f"{d} has no {CONFIG_NAME}")
+    meta = json.loads((d / CONFIG_NAME).read_text())
+    if meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{d / CONFIG_NAME} is not a {FORMAT_NAME} config (format="
+                              f"{meta.get('format')!r}); released LLaVA-style checkpoints load "
+                              "with video3d_ros.model.released.load_released")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"unsupported format_version {meta.get('format_version')!r}")
+    config = Video3DConfig.from_dict(meta["config"])
+    tokenizer = load_tokenizer(d)
+    ids = token_ids_of(tokenizer)
+    if ids != config.token_ids:
+        raise CheckpointError(f"tokenizer token ids {ids} differ from config {config.token_ids}")
+    if not (d / WEIGHTS_NAME).is_file():
+        raise CheckpointError(f"{d} has no {WEIGHTS_NAME}")
+    runtime = runtime or detect_runtime()
+    state = load_file(str(d / WEIGHTS_NAME), device="cpu")
+    try:
+        model = materialize(build_empty(config, runtime.attn_implementation), runtime,
+                            {k: v.to(runtime.dtype) if v.is_floating_point() else v
+                             for k, v in state.items()}, where=str(d))
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
+    return LoadedModel(model, tokenizer, Video3DProcessor(tokenizer, config), runtime)
+
+
