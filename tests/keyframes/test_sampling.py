@@ -139,6 +139,8 @@ def test_sorting_fallback_equals_dense_grid(monkeypatch):
 def test_bad_inputs_name_argument():
     with pytest.raises(ValueError, match=r"voxel_sets\[1\]"):
         select_frames([keys(1), np.array([1.0, 2.0])])
+    with pytest.raises(ValueError, match=r"voxel_sets\[0\] must be sorted and unique"):
+        select_frames([np.array([3, 1, 1], np.int64)])
     with pytest.raises(ValueError, match="scene_voxel_keys"):
         select_frames([keys(1)], scene_voxel_keys=np.array([[1, 2]]))
     with pytest.raises(ValueError, match="max_frames"):

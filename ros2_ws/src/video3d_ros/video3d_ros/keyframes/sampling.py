@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..geometry.voxels import KEY_BITS, unpack_voxel_keys
+from ..geometry.voxels import _KEY_MASK, KEY_BITS, KEY_OFFSET, unpack_voxel_keys
 
 # Remap keys through a dense index grid when the scan's voxel bounding box
 # holds at most this many cells (no sort needed); otherwise sort with np.unique.
@@ -104,6 +104,8 @@ def _check_voxel_sets(voxel_sets: Sequence[np.ndarray]) -> list[np.ndarray]:
             raise ValueError(
                 f"voxel_sets[{i}] must be a 1-D int64 key array, got {arr.shape} {arr.dtype}"
             )
+        if arr.size > 1 and not np.all(arr[1:] > arr[:-1]):
+            raise ValueError(f"voxel_sets[{i}] must be sorted and unique (as voxel_keys returns)")
         out.append(arr)
     return out
 
@@ -130,12 +132,16 @@ def build_incidence(
             )
     col, union_keys = _dense_ids(all_keys, scene)
     keep = col >= 0
-    row = np.repeat(np.arange(len(sets), dtype=np.int64), lengths)
+    # Rows are already sorted and duplicate-free (sorted unique keys map to increasing
+    # column ids), so the CSR arrays are written directly, without a COO sort.
+    kept_before = np.r_[0, np.cumsum(keep, dtype=np.int64)]  # kept entries before each position
+    row_ends = np.cumsum(lengths)
+    indptr = np.r_[0, kept_before[row_ends]].astype(np.int64)
+    indices = col[keep]
     mat = sp.csr_matrix(
-        (np.ones(int(keep.sum()), dtype=bool), (row[keep], col[keep])),
+        (np.ones(indices.size, dtype=bool), indices, indptr),
         shape=(len(sets), len(union_keys)),
     )
-    mat.sum_duplicates()
     return CoverageIncidence(frames_by_voxel=mat, voxel_keys=union_keys)
 
 
@@ -143,9 +149,10 @@ def _dense_ids(all_keys: np.ndarray, scene: np.ndarray | None) -> tuple[np.ndarr
     """Map keys to dense column ids (−1 where not coverable) and return the column keys."""
     if all_keys.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    ijk = unpack_voxel_keys(all_keys)
-    lo = ijk.min(axis=0)
-    dims = ijk.max(axis=0) - lo + 1
+    # Per-axis fields of the packed keys (offset, non-negative), as contiguous 1-D arrays.
+    fields = [(all_keys >> (2 * KEY_BITS)) & _KEY_MASK, (all_keys >> KEY_BITS) & _KEY_MASK, all_keys & _KEY_MASK]
+    lo = np.array([f.min() for f in fields], dtype=np.int64)
+    dims = np.array([f.max() for f in fields], dtype=np.int64) - lo + 1
     n_cells = int(np.prod(dims))
     if n_cells > _DENSE_GRID_MAX_CELLS:
         union, inverse = np.unique(all_keys, return_inverse=True)
@@ -155,12 +162,11 @@ def _dense_ids(all_keys: np.ndarray, scene: np.ndarray | None) -> tuple[np.ndarr
         remap = np.where(coverable, np.cumsum(coverable) - 1, -1)
         return remap[inverse], union[coverable]
     # Dense grid over the scan's bounding box: linear cell id, occupancy, prefix sum.
-    rel = ijk - lo
-    lin = (rel[:, 0] * dims[1] + rel[:, 1]) * dims[2] + rel[:, 2]
+    lin = ((fields[0] - lo[0]) * dims[1] + (fields[1] - lo[1])) * dims[2] + (fields[2] - lo[2])
     occupied = np.zeros(n_cells, dtype=bool)
     occupied[lin] = True
     if scene is not None and scene.size:
-        s = unpack_voxel_keys(scene) - lo
+        s = unpack_voxel_keys(scene) + KEY_OFFSET - lo
         inside = np.all((s >= 0) & (s < dims), axis=1)
         s = s[inside]
         in_scene = np.zeros(n_cells, dtype=bool)
@@ -173,8 +179,6 @@ def _dense_ids(all_keys: np.ndarray, scene: np.ndarray | None) -> tuple[np.ndarr
     col = np.where(occupied[lin], cell_to_col[lin], -1)
     # Column keys, in increasing cell id == increasing key order.
     c = np.stack(np.unravel_index(cells, tuple(dims)), axis=1) + lo
-    off = 1 << (KEY_BITS - 1)
-    c = c + off
     keys = (c[:, 0] << (2 * KEY_BITS)) | (c[:, 1] << KEY_BITS) | c[:, 2]
     return col, keys.astype(np.int64)
 
