@@ -37,6 +37,11 @@ def scene_corpus() -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def corpus():
+    return scene_corpus()
+
+
+@pytest.fixture(scope="session")
 def tokenizer():
     return build_tokenizer(scene_corpus(), vocab_size=600)
 

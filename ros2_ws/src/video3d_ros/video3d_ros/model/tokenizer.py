@@ -26,14 +26,16 @@ COORD_TOKEN = "<coord>"
 QWEN2_SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 
 
-def build_tokenizer(corpus: Iterable[str], vocab_size: int = 1024,
-                    min_frequency: int = 2) -> PreTrainedTokenizerFast:
+def build_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, min_frequency: int = 2,
+                    add_model_tokens: bool = True) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on ``corpus`` and add the model's tokens.
 
     Args:
         corpus: training texts.
         vocab_size: BPE vocabulary size including the 256 byte symbols and special tokens.
         min_frequency: minimum pair frequency for a merge.
+        add_model_tokens: add ``<image>``, ``<ground>``, ``<coord>`` (False gives a plain
+            Qwen2-style tokenizer, e.g. to imitate a released base tokenizer).
     """
     if vocab_size < 256 + len(QWEN2_SPECIAL_TOKENS) + 1:
         raise ValueError(f"vocab_size {vocab_size} cannot hold the 256 byte symbols")
@@ -48,8 +50,9 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 1024,
     tok.train_from_iterator(corpus, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=IM_END, pad_token=ENDOFTEXT,
                                    padding_side="right")
-    fast.add_special_tokens({"additional_special_tokens": [VIDEO_TOKEN]})
-    fast.add_tokens([GROUND_TOKEN, COORD_TOKEN])
+    if add_model_tokens:
+        fast.add_special_tokens({"additional_special_tokens": [VIDEO_TOKEN]})
+        fast.add_tokens([GROUND_TOKEN, COORD_TOKEN])
     return fast
 
 
