@@ -129,7 +129,7 @@ _REFER_TEMPLATES: dict[Relation, tuple[str, ...]] = {
     Relation.SMALLEST: ("the smallest {t} in the room.", "this is the tiniest {t}.", "the {t} that is the smallest."),
 }
 _ATTRIBUTE_SENTENCES = ("it is {c}.", "the {n} is {c} in colour.", "it is a {s} {c} {n}.", "the {n} looks {c}.",
-                        "it is a {s} {n}.")
+                        "it is a {s} {n}, {c} in colour.")
 
 
 def describe(scene: Scene, e: RefExpr, rng: np.random.Generator, target: SceneObject | None) -> str:
@@ -383,12 +383,12 @@ def sqa3d_records(scene: Scene, split: str, n_situations: int = 4, base_question
         temps = _SITUATIONS[posture]
         order = rng.permutation(len(temps))
         texts = [temps[i].format(a=anchor_phrase(scene, a), f=anchor_phrase(scene, f)) for i in order]
-        others = [o for o in scene.objects if o.object_id not in (a.object_id, f.object_id) and not rel.is_on(o, a)]
+        others = [o for o in scene.objects if o.object_id != a.object_id and not rel.is_on(o, a)]
         bearings = {o.object_id: rel.bearing_rad(p[:2], h, o.center_m[:2]) for o in others}
         dist = {o.object_id: float(np.linalg.norm(o.center_m[:2] - p[:2])) for o in others}
         items = _sqa_questions(scene, others, bearings, dist, rng)
         for q, answer, claim in items[:4]:
-            claim = {**claim, "position": p.tolist(), "heading_xy": h.tolist()}
+            claim = {**claim, "position": p.tolist(), "heading_xy": h.tolist(), "anchor_id": a.object_id}
             qs.add({"alternative_situation": texts[1:], "question": q, "question_id": qid,
                     "scene_id": scene.scene_id, "situation": texts[0]}, claim)
             ans.add({"answer_type": "other", "answers": [{"answer": answer, "answer_confidence": "yes",
