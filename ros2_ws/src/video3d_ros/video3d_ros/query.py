@@ -1,0 +1,212 @@
+"""Queries to the scene model, independent of ROS.
+
+The node converts a ``video3d_interfaces/srv/Query`` request into a
+:class:`QueryRequest`, hands it to a :class:`QueryWorker` (one worker thread:
+the GPU runs one query at a time) and converts the :class:`QueryResult` back.
+Task and status codes are the service's constants, as enums.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .geometry import Box3D
+
+
+class QueryTask(enum.IntEnum):
+    """What the query asks for; values are ``Query.Request.TASK_*``."""
+
+    AUTO = 0
+    QUESTION = 1
+    GROUND = 2
+    GROUND_MULTI = 3
+    CAPTION = 4
+
+    @classmethod
+    def parse(cls, name: str) -> "QueryTask":
+        """'auto' | 'question' | 'ground' | 'ground_multi' | 'caption' (also with '-')."""
+        key = name.strip().lower().replace("-", "_")
+        try:
+            return cls[key.upper()]
+        except KeyError:
+            valid = ", ".join(t.name.lower() for t in cls)
+            raise ValueError(f"unknown task {name!r}; expected one of: {valid}") from None
+
+
+class QueryStatus(enum.IntEnum):
+    """Outcome of a query; values are ``Query.Response.STATUS_*``."""
+
+    OK = 0
+    BUSY = 1
+    NO_DATA = 2
+    TF_ERROR = 3
+    TIMEOUT = 4
+    MODEL_ERROR = 5
+    INVALID = 6
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """A query in the node's world frame.
+
+    Attributes:
+        task: requested task; AUTO is resolved by :func:`resolve_task`.
+        text: the question / referring expression (may be empty for captions).
+        target: caption target in the world frame (a box, or a point when its
+            size is zero); None when the request has none.
+        max_keyframes: use at most this many keyframes (0 = all).
+    """
+
+    task: QueryTask
+    text: str
+    target: Box3D | None = None
+    max_keyframes: int = 0
+
+
+@dataclass(frozen=True)
+class GroundedObject:
+    """One object of a result, in the world frame."""
+
+    proposal_id: int
+    score: float
+    box: Box3D
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    status: QueryStatus
+    message: str = ""
+    answer: str = ""
+    objects: tuple[GroundedObject, ...] = ()
+    keyframe_stamps_s: tuple[float, ...] = ()
+    inference_time_s: float = 0.0
+    task: QueryTask = QueryTask.AUTO
+
+    @property
+    def success(self) -> bool:
+        return self.status is QueryStatus.OK
+
+
+# Words that open a question in the benchmarks' data (ScanQA, SQA3D).
+_QUESTION_OPENERS = re.compile(
+    r"^\s*(what|which|where|who|whose|how|is|are|was|were|can|could|do|does|did|"
+    r"should|would|will|am|if|i\b|describe|tell|count)\b",
+    re.IGNORECASE,
+)
+
+
+def resolve_task(task: QueryTask, text: str, has_target: bool) -> QueryTask:
+    """Resolve AUTO: a target means a caption; a question means QA; else grounding.
+
+    A text is a question when it ends with '?' or opens with an interrogative
+    (or a situated description "I am ...", as in SQA3D); anything else is a
+    referring expression ("the lamp left of the bed").
+    """
+    if task is not QueryTask.AUTO:
+        return task
+    if has_target:
+        return QueryTask.CAPTION
+    if text.rstrip().endswith("?") or _QUESTION_OPENERS.match(text):
+        return QueryTask.QUESTION
+    return QueryTask.GROUND
+
+
+def validate_request(request: QueryRequest, max_text_chars: int) -> str | None:
+    """Return why the request is malformed, or None when it is fine."""
+    if len(request.text) > max_text_chars:
+        return (f"text is {len(request.text)} characters; the limit is {max_text_chars} "
+                "(parameter max_text_chars)")
+    if request.task is QueryTask.CAPTION:
+        if request.target is None:
+            return "task caption needs a target box or point (has_target=true)"
+    elif not request.text.strip():
+        return f"task {request.task.name.lower()} needs a non-empty text"
+    if request.max_keyframes < 0:
+        return f"max_keyframes must be >= 0, got {request.max_keyframes}"
+    return None
+
+
+class Busy(RuntimeError):
+    """Raised by :meth:`QueryWorker.submit` when ``max_pending`` queries are waiting."""
+
+
+@dataclass
+class _Job:
+    fn: Callable[[], QueryResult]
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+
+
+class QueryWorker:
+    """One worker thread that runs queries in order; at most ``max_pending`` wait.
+
+    ``submit`` never blocks: when the queue is full it raises :class:`Busy` at
+    once, so a service callback can answer BUSY immediately. A query that runs
+    past its timeout is reported as TIMEOUT to its caller; the worker finishes
+    it in the background (a running model call cannot be interrupted safely)
+    and then takes the next one.
+    """
+
+    def __init__(self, max_pending: int, name: str = "video3d-query") -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self.max_pending = max_pending
+        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=max_pending)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], QueryResult]) -> concurrent.futures.Future:
+        job = _Job(fn)
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            raise Busy(f"{self.max_pending} queries already pending") from None
+        return job.future
+
+    def run(self, fn: Callable[[], QueryResult], timeout_s: float) -> QueryResult:
+        """Submit and wait; BUSY / TIMEOUT / MODEL_ERROR become results, not exceptions."""
+        start = time.perf_counter()
+        try:
+            future = self.submit(fn)
+        except Busy as exc:
+            return QueryResult(QueryStatus.BUSY, message=f"{exc}; retry later")
+        try:
+            return future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            return QueryResult(QueryStatus.TIMEOUT,
+                               message=f"no answer within {timeout_s:.1f} s (parameter query_timeout_s)",
+                               inference_time_s=time.perf_counter() - start)
+        except Exception as exc:  # the worker reports the model's own error type and text
+            return QueryResult(QueryStatus.MODEL_ERROR, message=f"{type(exc).__name__}: {exc}",
+                               inference_time_s=time.perf_counter() - start)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                job.future.set_result(job.fn())
+            except BaseException as exc:  # delivered to the waiting caller
+                job.future.set_exception(exc)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop after the running query; pending ones are cancelled."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.future.cancel()
+        self._jobs.put(None)
+        self._thread.join(timeout=timeout_s)
