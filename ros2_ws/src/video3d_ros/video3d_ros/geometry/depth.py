@@ -121,16 +121,16 @@ def depth_to_world_m(
     )
     H, W = depth_m.shape
     fx, fy, cx, cy = K3[0, 0], K3[1, 1], K3[0, 2], K3[1, 2]
-    # Rays at z = 1 for every column / row, then scale by depth: (H, W, 3).
-    x_per_z = ((np.arange(W, dtype=np.float64) - cx) / fx).astype(np.float32)
-    y_per_z = ((np.arange(H, dtype=np.float64) - cy) / fy).astype(np.float32)
+    x_per_z = ((np.arange(W, dtype=np.float64) - cx) / fx).astype(np.float32)  # (W,)
+    y_per_z = ((np.arange(H, dtype=np.float64) - cy) / fy).astype(np.float32)  # (H,)
     R = T[:3, :3].astype(np.float32)
     t = T[:3, 3].astype(np.float32)
-    # world = R @ (x, y, z) + t, written per column of R to avoid an (H, W, 3) temp.
-    xyz = (
-        (x_per_z[None, :, None] * depth_m[:, :, None]) * R[:, 0]
-        + (y_per_z[:, None, None] * depth_m[:, :, None]) * R[:, 1]
-        + depth_m[:, :, None] * R[:, 2]
-        + t
-    )
-    return PointMap(xyz_m=xyz.astype(np.float32, copy=False), valid=valid)
+    # world_i = z · (R_i0·x/z + R_i1·y/z + R_i2) + t_i: the bracket is an outer sum of a
+    # row vector and a column vector, so each axis costs three (H, W) operations.
+    xyz = np.empty((H, W, 3), dtype=np.float32)
+    for i in range(3):
+        ray = (R[i, 0] * x_per_z)[None, :] + (R[i, 1] * y_per_z + R[i, 2])[:, None]  # (H, W)
+        ray *= depth_m
+        ray += t[i]
+        xyz[..., i] = ray
+    return PointMap(xyz_m=xyz, valid=valid)
