@@ -130,7 +130,8 @@ class SceneRenderer:
         cfg = self.config
         H, W = cfg.height, cfg.width
         R = T[:3, :3].astype(np.float32)
-        dirs = self._dirs_cam @ R.T                                     # (N, 3) world, |d| >= 1
+        d = self._dirs_cam                                              # elementwise, not BLAS: K=3 matmuls
+        dirs = d[:, 0:1] * R[:, 0] + d[:, 1:2] * R[:, 1] + d[:, 2:3] * R[:, 2]   # (N, 3) world, |d| >= 1
         rays = np.empty((H * W, 6), np.float32)
         rays[:, :3] = T[:3, 3]
         rays[:, 3:] = dirs
@@ -145,14 +146,16 @@ class SceneRenderer:
         albedo = self._tri_rgb[row]                                     # (N, 3)
 
         cos_view = np.abs(np.einsum("ij,ij->i", normal, dirs)) * self._inv_len   # |cos incidence|
-        cos_light = np.abs(normal @ self._light)
+        L = self._light
+        cos_light = np.abs(normal[:, 0] * L[0] + normal[:, 1] * L[1] + normal[:, 2] * L[2])
         shade = np.float32(0.30) + np.float32(0.40) * cos_light + np.float32(0.35) * cos_view
         rng = np.random.default_rng(noise_seed)
         if cfg.texture_amplitude > 0:
             p = rays[:, :3] + dirs * np.where(miss, np.float32(0.0), z)[:, None]
             p *= np.float32(25.0)
             np.floor(p, out=p)
-            tex = np.sin(p @ self._hash) * np.float32(43758.5453)
+            k = self._hash
+            tex = np.sin(p[:, 0] * k[0] + p[:, 1] * k[1] + p[:, 2] * k[2]) * np.float32(43758.5453)
             tex -= np.floor(tex)
             shade *= np.float32(1.0 - cfg.texture_amplitude) + np.float32(2.0 * cfg.texture_amplitude) * tex
         colour = albedo * shade[:, None]
