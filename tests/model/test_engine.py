@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from video3d_ros.geometry import Box3D
-from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.errors import ModelError
 from video3d_ros.model.processor import caption_prompt, grounding_prompt, qa_prompt
 
