@@ -1,0 +1,569 @@
+"""video3d_node: RGB-D + pose → rolling keyframes → Query service → RViz markers.
+
+A lifecycle node, thin by design: it converts messages and wires callbacks.
+Keyframe selection (:mod:`video3d_ros.ingest`), queries
+(:mod:`video3d_ros.query`, :mod:`video3d_ros.scene_qa`) and proposals live in
+plain Python.
+
+Threads: sensor callbacks (one mutually exclusive group) only convert and
+enqueue; the ingest worker unprojects and updates the buffer; the service runs
+in a reentrant group so that extra calls are answered BUSY at once while the
+single query worker runs the model on an immutable buffer snapshot.
+
+Topics (relative, remap as usual):
+  in:  color/image, color/camera_info, depth/image, depth/camera_info (optional),
+       proposals (video3d_interfaces/DetectedObjectArray, optional),
+       camera_pose (PoseStamped) / odom (Odometry) when the pose comes from a topic
+  out: ~/markers (MarkerArray), ~/keyframes (MarkerArray), ~/coverage (PointCloud2),
+       ~/detections (vision_msgs/Detection3DArray, when vision_msgs is installed),
+       /diagnostics
+  srv: ~/query (video3d_interfaces/Query)
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import gc
+import threading
+import time
+from dataclasses import fields
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from video3d_interfaces.msg import DetectedObject, DetectedObjectArray
+from video3d_interfaces.srv import Query
+
+from ..geometry import Box3D, unpack_voxel_keys
+from ..ingest import FrameIngestor, RgbdObservation
+from ..keyframes import RollingKeyframeBuffer
+from ..node_config import NodeConfig, PoseSource
+from ..query import (
+    QueryRequest,
+    QueryResult,
+    QueryStatus,
+    QueryTask,
+    QueryWorker,
+    resolve_task,
+    validate_request,
+)
+from ..scene_qa import SceneQA, load_engine
+from ..streams import ApproximateTimeSync, PoseHistory
+from . import convert
+
+try:  # present on a robot with a ROS distribution; not on PyPI
+    import tf2_ros
+except ImportError:
+    tf2_ros = None
+try:
+    import message_filters
+except ImportError:
+    message_filters = None
+try:
+    from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
+except ImportError:
+    Detection3DArray = None
+
+
+@dataclasses.dataclass
+class _Pending:
+    """A synchronised colour/depth pair waiting for its camera pose."""
+
+    stamp_s: float
+    optical_frame: str
+    rgb: np.ndarray
+    depth: np.ndarray
+    K_color: np.ndarray
+    K_depth: np.ndarray | None
+    waited_since: float
+
+
+@dataclasses.dataclass
+class _Counters:
+    pose_failures: int = 0  # frames dropped: their pose never became available
+    pose_queue_drops: int = 0
+    bad_messages: int = 0
+    last_bad_message: str = ""
+    queries: int = 0
+    last_query_latency_s: float = 0.0
+    last_query_status: str = ""
+
+
+class Video3DNode(LifecycleNode):
+    def __init__(self, node_name: str = "video3d_node", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        for f in fields(NodeConfig):
+            self.declare_parameter(f.name, f.default,
+                                   ParameterDescriptor(description=f.metadata["doc"]))
+        self.config: NodeConfig | None = None
+        self.buffer: RollingKeyframeBuffer | None = None
+        self.ingestor: FrameIngestor | None = None
+        self.worker: QueryWorker | None = None
+        self.scene_qa: SceneQA | None = None
+        self.counters = _Counters()
+        self._active = False
+        self._subs: list = []
+        self._timers: list = []
+        self._pubs: dict[str, object] = {}
+        self._service = None
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._pending_lock = threading.Lock()
+        self._K: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}  # "color"/"depth" -> (K, (h, w))
+        self._poses = PoseHistory()
+        self._tf_buffer = None
+        self._detector: tuple[float, list[Box3D], list[str]] | None = None
+        self._sensor_group = MutuallyExclusiveCallbackGroup()
+        self._timer_group = MutuallyExclusiveCallbackGroup()
+        self._query_group = ReentrantCallbackGroup()
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def _autostart(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def read_config(self) -> NodeConfig:
+        values = {f.name: self.get_parameter(f.name).value for f in fields(NodeConfig)}
+        return NodeConfig(**values)
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self.config = cfg = self.read_config()
+        except (ValueError, TypeError) as exc:
+            self.get_logger().error(f"invalid parameters: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        try:
+            engine = load_engine(cfg.model_path or None, cfg.device or None, cfg.max_new_tokens)
+        except Exception as exc:  # a bad checkpoint must not take the node down
+            self.get_logger().error(f"cannot load the model: {type(exc).__name__}: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.scene_qa = SceneQA(engine, cfg.scene_qa_config())
+        self.buffer = RollingKeyframeBuffer(cfg.buffer_config())
+        self.ingestor = FrameIngestor(self.buffer, queue_size=cfg.ingest_queue_size,
+                                      depth_scale_m=cfg.depth_scale_m, min_depth_m=cfg.min_depth_m,
+                                      max_depth_m=cfg.max_depth_m)
+        self.worker = QueryWorker(cfg.max_pending_queries)
+        self._pubs = {
+            "markers": self.create_publisher(MarkerArray, "~/markers", 10),
+            "keyframes": self.create_publisher(MarkerArray, "~/keyframes", 1),
+            "coverage": self.create_publisher(PointCloud2, "~/coverage", 1),
+            "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", 10),
+        }
+        if Detection3DArray is not None:
+            self._pubs["detections"] = self.create_publisher(Detection3DArray, "~/detections", 10)
+        self._service = self.create_service(Query, "~/query", self._on_query,
+                                            callback_group=self._query_group)
+        pose = cfg.pose
+        if pose is PoseSource.AUTO:
+            pose = PoseSource.TF if tf2_ros is not None else PoseSource.TOPIC
+        if pose is PoseSource.TF and tf2_ros is None:
+            self.get_logger().error("pose_source 'tf' needs tf2_ros, which is not installed; "
+                                    "use pose_source 'topic'")
+            return TransitionCallbackReturn.FAILURE
+        self._pose_source = pose
+        if pose is PoseSource.TF:
+            self._tf_buffer = tf2_ros.Buffer()
+            self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+        self.get_logger().info(
+            f"configured: model {'embedded' if not cfg.model_path else cfg.model_path}, pose from "
+            f"{pose.value}, sync {'message_filters' if message_filters else 'built-in'}, "
+            f"K={cfg.buffer_capacity}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        cfg = self.config
+        qos = qos_profile_sensor_data if cfg.sensor_qos else QoSProfile(depth=10)
+        grp = self._sensor_group
+        if message_filters is not None:
+            color = message_filters.Subscriber(self, Image, "color/image", qos_profile=qos,
+                                               callback_group=grp)
+            depth = message_filters.Subscriber(self, Image, "depth/image", qos_profile=qos,
+                                               callback_group=grp)
+            self._mf_sync = message_filters.ApproximateTimeSynchronizer(
+                [color, depth], cfg.sync_queue_size, cfg.sync_slop_s)
+            self._mf_sync.registerCallback(self._on_pair)
+            self._subs += [color.sub, depth.sub]
+        else:
+            self._sync = ApproximateTimeSync(2, cfg.sync_slop_s, cfg.sync_queue_size, self._on_pair)
+            self._subs += [
+                self.create_subscription(Image, "color/image",
+                                         lambda m: self._sync.add(0, convert.stamp_to_s(m.header.stamp), m),
+                                         qos, callback_group=grp),
+                self.create_subscription(Image, "depth/image",
+                                         lambda m: self._sync.add(1, convert.stamp_to_s(m.header.stamp), m),
+                                         qos, callback_group=grp),
+            ]
+        self._subs += [
+            self.create_subscription(CameraInfo, "color/camera_info",
+                                     lambda m: self._on_info("color", m), qos, callback_group=grp),
+            self.create_subscription(CameraInfo, "depth/camera_info",
+                                     lambda m: self._on_info("depth", m), qos, callback_group=grp),
+            self.create_subscription(DetectedObjectArray, "proposals", self._on_proposals, 10,
+                                     callback_group=grp),
+        ]
+        if self._pose_source is PoseSource.TOPIC:
+            self._subs += [
+                self.create_subscription(PoseStamped, "camera_pose", self._on_pose, 50,
+                                         callback_group=grp),
+                self.create_subscription(Odometry, "odom", self._on_odom, 50, callback_group=grp),
+            ]
+        self._timers = [self.create_timer(0.05, self._resolve_pending, callback_group=self._timer_group)]
+        if cfg.coverage_period_s > 0:
+            self._timers.append(self.create_timer(cfg.coverage_period_s, self._publish_coverage,
+                                                  callback_group=self._timer_group))
+        if cfg.diagnostics_period_s > 0:
+            self._timers.append(self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics,
+                                                  callback_group=self._timer_group))
+        self._active = True
+        self.get_logger().info("active: listening to color/image, depth/image")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._active = False
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._subs, self._timers = [], []
+        with self._pending_lock:
+            self._pending.clear()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        if self._active:
+            self.on_deactivate(state)
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+        if self.ingestor is not None:
+            self.ingestor.close()
+        if self._service is not None:
+            self.destroy_service(self._service)
+        for pub in self._pubs.values():
+            self.destroy_publisher(pub)
+        self._pubs, self._service = {}, None
+        self.worker = self.ingestor = self.buffer = self.scene_qa = None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # give the GPU memory back on cleanup
+        except ImportError:
+            pass
+
+    # ---- sensors ------------------------------------------------------------------------
+
+    def _bad(self, what: str) -> None:
+        self.counters.bad_messages += 1
+        self.counters.last_bad_message = what
+        self.get_logger().warning(what, throttle_duration_sec=5.0)
+
+    def _on_info(self, which: str, msg: CameraInfo) -> None:
+        try:
+            self._K[which] = (convert.camera_info_to_K(msg), (msg.height, msg.width))
+        except ValueError as exc:
+            self._bad(f"{which}/camera_info: {exc}")
+
+    def _on_pair(self, color: Image, depth: Image) -> None:
+        """Synchronised colour + depth: convert, then wait for the pose. Never blocks."""
+        if not self._active:
+            return
+        try:
+            rgb = convert.image_to_rgb(color)
+            depth_arr = convert.image_to_depth(depth)
+        except ValueError as exc:
+            self._bad(f"image dropped: {exc}")
+            return
+        if "color" not in self._K:
+            self._bad("image dropped: no color/camera_info received yet")
+            return
+        K_color, hw = self._K["color"]
+        if hw != rgb.shape[:2]:
+            self._bad(f"image dropped: colour is {rgb.shape[1]}x{rgb.shape[0]} but color/camera_info "
+                      f"says {hw[1]}x{hw[0]}")
+            return
+        K_depth = None
+        if depth_arr.shape != rgb.shape[:2]:
+            if "depth" not in self._K:
+                self._bad(f"image dropped: depth {depth_arr.shape[1]}x{depth_arr.shape[0]} differs from "
+                          f"colour {rgb.shape[1]}x{rgb.shape[0]} and no depth/camera_info was received")
+                return
+            K_depth = self._K["depth"][0]
+        pending = _Pending(convert.stamp_to_s(color.header.stamp), color.header.frame_id, rgb,
+                           depth_arr, K_color, K_depth, time.monotonic())
+        with self._pending_lock:
+            if len(self._pending) >= self.config.pose_queue_size:
+                self._pending.popleft()
+                self.counters.pose_queue_drops += 1
+            self._pending.append(pending)
+        self._resolve_pending()
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        self._add_pose(msg.header, msg.pose)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        self._add_pose(msg.header, msg.pose.pose)
+
+    def _add_pose(self, header: Header, pose) -> None:
+        if header.frame_id and header.frame_id != self.config.world_frame:
+            self._bad(f"pose in frame {header.frame_id!r} ignored: expected world_frame "
+                      f"{self.config.world_frame!r}")
+            return
+        try:
+            self._poses.add(convert.stamp_to_s(header.stamp), convert.pose_to_matrix(pose))
+        except ValueError as exc:
+            self._bad(f"pose ignored: {exc}")
+            return
+        self._resolve_pending()
+
+    def _lookup_pose(self, p: _Pending) -> np.ndarray | None:
+        if self._pose_source is PoseSource.TOPIC:
+            return self._poses.lookup(p.stamp_s)
+        stamp = rclpy.time.Time(seconds=p.stamp_s)
+        world = self.config.world_frame
+        if not self._tf_buffer.can_transform(world, p.optical_frame, stamp):  # zero-wait check
+            return None
+        t = self._tf_buffer.lookup_transform(world, p.optical_frame, stamp)
+        return convert.transform_to_matrix(t.transform)
+
+    def _resolve_pending(self) -> None:
+        """Hand frames whose pose is known to the ingestor; drop those that waited too long."""
+        if not self._active:
+            return
+        ready: list[tuple[_Pending, np.ndarray]] = []
+        now = time.monotonic()
+        with self._pending_lock:
+            keep: collections.deque[_Pending] = collections.deque()
+            for p in self._pending:
+                try:
+                    T = self._lookup_pose(p)
+                except Exception as exc:  # tf2 raises several types for a bad frame / extrapolation
+                    T = None
+                    self._bad(f"pose lookup for frame {p.optical_frame!r} failed: {exc}")
+                if T is not None:
+                    ready.append((p, T))
+                elif now - p.waited_since > self.config.pose_wait_s:
+                    self.counters.pose_failures += 1
+                    self.get_logger().warning(
+                        f"no camera pose for the image at t={p.stamp_s:.3f}s after "
+                        f"{self.config.pose_wait_s:.1f}s (pose source: {self._pose_source.value})",
+                        throttle_duration_sec=5.0)
+                else:
+                    keep.append(p)
+            self._pending = keep
+        for p, T in ready:
+            self.ingestor.put(RgbdObservation(p.stamp_s, p.rgb, p.depth, p.K_color, T, p.K_depth))
+
+    def _on_proposals(self, msg: DetectedObjectArray) -> None:
+        try:
+            T = self._world_from(msg.header.frame_id or self.config.world_frame, msg.header.stamp)
+            boxes = [convert.transform_box(Box3D((o.box.center.x, o.box.center.y, o.box.center.z),
+                                                 (o.box.size.x, o.box.size.y, o.box.size.z)), T)
+                     for o in msg.objects]
+        except (ValueError, LookupError) as exc:
+            self._bad(f"proposals ignored: {exc}")
+            return
+        self._detector = (time.monotonic(), boxes, [o.label for o in msg.objects])
+
+    # ---- frames -------------------------------------------------------------------------
+
+    def _world_from(self, frame: str, stamp=None) -> np.ndarray:
+        """T_world_frame (4x4); LookupError when unavailable."""
+        world = self.config.world_frame
+        if not frame or frame == world:
+            return np.eye(4)
+        if self._tf_buffer is None:
+            raise LookupError(f"frame {frame!r} is not the world frame {world!r} and tf2_ros is not "
+                              "installed to transform it")
+        try:
+            t = self._tf_buffer.lookup_transform(world, frame, rclpy.time.Time())
+        except Exception as exc:
+            raise LookupError(f"no transform {world!r} <- {frame!r}: {exc}") from exc
+        return convert.transform_to_matrix(t.transform)
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def _on_query(self, req: Query.Request, resp: Query.Response) -> Query.Response:
+        start = time.perf_counter()
+        result, frame = self._run_query(req)
+        elapsed = time.perf_counter() - start
+        self.counters.queries += 1
+        self.counters.last_query_latency_s = elapsed
+        self.counters.last_query_status = result.status.name
+        resp.success = result.success
+        resp.status = int(result.status)
+        resp.message = result.message
+        resp.answer = result.answer
+        resp.header.frame_id = frame
+        resp.header.stamp = self.get_clock().now().to_msg()
+        resp.keyframe_stamps = [convert.s_to_stamp(s) for s in result.keyframe_stamps_s]
+        resp.inference_time_s = float(result.inference_time_s or elapsed)
+        for obj in result.objects:
+            out = DetectedObject(id=obj.proposal_id, label=obj.label, score=obj.score)
+            (out.box.center.x, out.box.center.y, out.box.center.z) = (float(v) for v in obj.box.center_m)
+            (out.box.size.x, out.box.size.y, out.box.size.z) = (float(v) for v in obj.box.size_m)
+            resp.objects.append(out)
+        level = self.get_logger().info if result.success else self.get_logger().warning
+        level(f"query [{result.task.name.lower()}] {req.text[:80]!r} -> {result.status.name} "
+              f"in {elapsed * 1e3:.0f} ms{': ' + result.message if result.message else ''}")
+        return resp
+
+    def _run_query(self, req: Query.Request) -> tuple[QueryResult, str]:
+        world = self.config.world_frame if self.config else ""
+        if not self._active or self.scene_qa is None:
+            return QueryResult(QueryStatus.NO_DATA, message="the node is not active (lifecycle state)"), world
+        try:
+            task = QueryTask(req.task)
+        except ValueError:
+            return QueryResult(QueryStatus.INVALID, message=f"unknown task code {req.task}; expected 0..4"), world
+        target = None
+        if req.has_target:
+            try:
+                T = self._world_from(req.target_header.frame_id)
+                target = convert.transform_box(
+                    Box3D((req.target.center.x, req.target.center.y, req.target.center.z),
+                          (req.target.size.x, req.target.size.y, req.target.size.z)), T)
+            except LookupError as exc:
+                return QueryResult(QueryStatus.TF_ERROR, message=f"caption target: {exc}"), world
+            except ValueError as exc:
+                return QueryResult(QueryStatus.INVALID, message=f"caption target: {exc}"), world
+        result_frame = req.result_frame or world
+        try:
+            T_result_world = np.linalg.inv(self._world_from(result_frame))
+        except LookupError as exc:
+            return QueryResult(QueryStatus.TF_ERROR, message=f"result_frame: {exc}"), world
+        request = QueryRequest(resolve_task(task, req.text, req.has_target), req.text, target,
+                               int(req.max_keyframes))
+        problem = validate_request(request, self.config.max_text_chars)
+        if problem:
+            return QueryResult(QueryStatus.INVALID, message=problem, task=request.task), world
+        self._apply_detector_proposals()
+        snapshot = self.buffer.snapshot()  # immutable: ingestion goes on meanwhile
+        result = self.worker.run(lambda: self.scene_qa.answer(request, snapshot),
+                                 self.config.query_timeout_s)
+        result = dataclasses.replace(result, task=request.task)
+        if result.objects:
+            result = dataclasses.replace(result, objects=tuple(
+                dataclasses.replace(o, box=convert.transform_box(o.box, T_result_world))
+                for o in result.objects))
+        if result.success and req.publish_markers:
+            self._publish_result(result, result_frame, target, req.text)
+        return result, result_frame
+
+    def _apply_detector_proposals(self) -> None:
+        det = self._detector
+        fresh = det is not None and time.monotonic() - det[0] <= self.config.proposals_timeout_s
+        self.scene_qa.set_external_proposals(det[1] if fresh else None, det[2] if fresh else None)
+
+    def _publish_result(self, result: QueryResult, frame: str, target: Box3D | None, text: str) -> None:
+        header = Header(frame_id=frame, stamp=self.get_clock().now().to_msg())
+        markers = convert.result_markers(list(result.objects), header, self.config.marker_lifetime_s,
+                                         target=target, query_text=text)
+        self._pubs["markers"].publish(markers)
+        if "detections" in self._pubs and result.objects:
+            arr = Detection3DArray(header=header)
+            for obj in result.objects:
+                det = Detection3D(header=header)
+                det.bbox.center.position.x, det.bbox.center.position.y, det.bbox.center.position.z = (
+                    float(v) for v in obj.box.center_m)
+                det.bbox.center.orientation.w = 1.0
+                det.bbox.size.x, det.bbox.size.y, det.bbox.size.z = (float(v) for v in obj.box.size_m)
+                hyp = ObjectHypothesisWithPose()
+                hyp.hypothesis.class_id = obj.label or text[:64]
+                hyp.hypothesis.score = float(obj.score)
+                det.results.append(hyp)
+                arr.detections.append(det)
+            self._pubs["detections"].publish(arr)
+
+    # ---- periodic outputs ---------------------------------------------------------------
+
+    def _publish_coverage(self) -> None:
+        if not self._active:
+            return
+        snapshot = self.buffer.snapshot()
+        header = Header(frame_id=self.config.world_frame, stamp=self.get_clock().now().to_msg())
+        K = self._K.get("color")
+        self._pubs["keyframes"].publish(convert.frustum_markers(
+            [kf.T_world_cam for kf in snapshot.keyframes], K[0] if K else None, K[1] if K else None, header))
+        keys = self.buffer.covered_voxel_keys()
+        if len(keys) > self.config.coverage_max_points:
+            keys = keys[np.linspace(0, len(keys) - 1, self.config.coverage_max_points).astype(int)]
+        centres = unpack_voxel_keys(keys).astype(np.float32) * np.float32(self.config.voxel_size_m)
+        self._pubs["coverage"].publish(convert.points_to_cloud(centres, header))
+
+    def diagnostics_values(self) -> dict[str, object]:
+        st = self.ingestor.stats if self.ingestor else None
+        snap = self.buffer.snapshot() if self.buffer else None
+        return {
+            "keyframes": len(snap.keyframes) if snap else 0,
+            "covered_voxels": snap.covered_voxels if snap else 0,
+            "ingest_rate_hz": f"{st.ingest_rate_hz():.1f}" if st else 0,
+            "frames_received": st.received if st else 0,
+            "frames_ingested": st.ingested if st else 0,
+            "frames_dropped_queue_full": st.dropped_queue_full if st else 0,
+            "frames_rejected": st.rejected if st else 0,
+            "last_rejection": st.last_error if st else "",
+            "pose_failures": self.counters.pose_failures,
+            "pose_queue_drops": self.counters.pose_queue_drops,
+            "bad_messages": self.counters.bad_messages,
+            "last_bad_message": self.counters.last_bad_message,
+            "queries": self.counters.queries,
+            "last_query_latency_s": f"{self.counters.last_query_latency_s:.3f}",
+            "last_query_status": self.counters.last_query_status,
+        }
+
+    def _publish_diagnostics(self) -> None:
+        values = self.diagnostics_values()
+        level = DiagnosticStatus.OK
+        message = "ok"
+        if values["keyframes"] == 0:
+            level, message = DiagnosticStatus.WARN, "no keyframes yet"
+        elif self.counters.pose_failures or values["frames_rejected"]:
+            level, message = DiagnosticStatus.WARN, "some frames dropped (see values)"
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status.append(convert.diagnostic_status(f"{self.get_name()}: keyframes", self.get_name(),
+                                                    level, message, values))
+        self._pubs["diagnostics"].publish(arr)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = Video3DNode()
+    executor = MultiThreadedExecutor(num_threads=int(node.get_parameter("max_pending_queries").value) + 4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

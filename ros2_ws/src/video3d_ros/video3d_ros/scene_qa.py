@@ -1,0 +1,170 @@
+"""Answer queries about the keyframe buffer with the Video-3D LLM (no ROS).
+
+:class:`SceneQA` is what the node's query worker calls: it brings the
+engine's cached keyframes in line with a buffer snapshot (encoding only new
+keyframes), gets object proposals (a detector's, or built from the keyframes'
+points, cached per buffer version), runs the task and returns a
+:class:`~video3d_ros.query.QueryResult`. The CLI over recorded scans uses it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .geometry import Box3D
+from .keyframes import BufferSnapshot
+from .proposals import ProposalConfig, propose_boxes, snapshot_points_m
+from .query import GroundedObject, QueryRequest, QueryResult, QueryStatus, QueryTask
+
+log = logging.getLogger(__name__)
+
+# The default model shipped inside the package (trained on generated scenes).
+EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+
+
+def load_engine(model_path: str | Path | None = None, device: str | None = None,
+                max_new_tokens: int = 32):
+    """Build a :class:`~video3d_ros.model.engine.Video3DEngine`.
+
+    Args:
+        model_path: a directory in our checkpoint format, or a released
+            LLaVA-style checkpoint directory; None/"" for the embedded default.
+        device: "cpu", "cuda[:i]" or None (CUDA when available).
+    Raises:
+        FileNotFoundError when neither ``model_path`` nor the embedded model exists.
+    """
+    from .model.checkpoint import load_pretrained
+    from .model.engine import Video3DEngine
+    from .model.runtime import detect_runtime
+
+    runtime = detect_runtime(device)
+    path = Path(model_path) if model_path else EMBEDDED_MODEL_DIR
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no model at {path} (expected config.json + model.safetensors + tokenizer files); "
+            "set model_path to a checkpoint directory")
+    if _is_released_layout(path):
+        from .model.released import load_released
+
+        loaded = load_released(path, runtime=runtime)
+    else:
+        loaded = load_pretrained(path, runtime=runtime)
+    log.info("model loaded from %s on %s (%s)", path, runtime.device, runtime.dtype)
+    return Video3DEngine(loaded.model, loaded.processor, max_new_tokens=max_new_tokens)
+
+
+def _is_released_layout(path: Path) -> bool:
+    import json
+
+    meta = json.loads((path / "config.json").read_text())
+    return meta.get("model_type") == "llava_qwen"
+
+
+_SITUATION = re.compile(r"^\s*(i am|i'm|i have|i just|i was)\b", re.IGNORECASE)
+
+
+def split_situation(text: str) -> tuple[str, str] | None:
+    """SQA3D-style text: ("I am sitting on the bed facing the window.", "What is on my left?").
+
+    Returns None when the text does not open with a first-person situation
+    followed by a separate question sentence.
+    """
+    if not _SITUATION.match(text):
+        return None
+    sentences = re.split(r"(?<=[.!])\s+", text.strip())
+    if len(sentences) < 2:
+        return None
+    return " ".join(sentences[:-1]), sentences[-1]
+
+
+def subsample_snapshot(snapshot: BufferSnapshot, max_keyframes: int) -> BufferSnapshot:
+    """At most ``max_keyframes`` keyframes, evenly spread in time (0 = all)."""
+    n = len(snapshot.keyframes)
+    if max_keyframes <= 0 or n <= max_keyframes:
+        return snapshot
+    ordered = sorted(snapshot.keyframes, key=lambda kf: kf.stamp_s)
+    keep = np.unique(np.linspace(0, n - 1, max_keyframes).round().astype(int))
+    return BufferSnapshot(tuple(ordered[i] for i in keep), snapshot.covered_voxels, snapshot.version)
+
+
+@dataclass(frozen=True)
+class SceneQAConfig:
+    max_results: int = 5  # objects returned for single-object grounding (best first)
+    multi_object_threshold: float | None = None  # None: the model config's (0.4)
+    proposals: ProposalConfig = ProposalConfig()
+
+    def __post_init__(self) -> None:
+        if self.max_results < 1:
+            raise ValueError(f"max_results must be >= 1, got {self.max_results}")
+        if self.multi_object_threshold is not None and not 0 < self.multi_object_threshold <= 1:
+            raise ValueError(f"multi_object_threshold must be in (0, 1], got "
+                             f"{self.multi_object_threshold}")
+
+
+class SceneQA:
+    """Engine + proposals over buffer snapshots. One caller at a time (the query worker)."""
+
+    def __init__(self, engine, config: SceneQAConfig = SceneQAConfig()) -> None:
+        self.engine = engine
+        self.config = config
+        self._proposal_cache: tuple[int, list[Box3D]] | None = None
+        self._external: tuple[list[Box3D], list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def set_external_proposals(self, boxes: list[Box3D] | None, labels: list[str] | None = None) -> None:
+        """Proposals from a 3D detector (world frame); None goes back to built-in ones."""
+        with self._lock:
+            self._external = None if boxes is None else (list(boxes), list(labels or [""] * len(boxes)))
+
+    def proposals(self, snapshot: BufferSnapshot) -> tuple[list[Box3D], list[str]]:
+        with self._lock:
+            if self._external is not None:
+                return self._external
+            if self._proposal_cache is None or self._proposal_cache[0] != snapshot.version:
+                pts = snapshot_points_m(snapshot, self.config.proposals.pixel_stride)
+                self._proposal_cache = (snapshot.version, propose_boxes(pts, self.config.proposals))
+            boxes = self._proposal_cache[1]
+        return boxes, [""] * len(boxes)
+
+    def answer(self, request: QueryRequest, snapshot: BufferSnapshot) -> QueryResult:
+        """Run one resolved request (task != AUTO) on a snapshot."""
+        start = time.perf_counter()
+        if not snapshot.keyframes:
+            return QueryResult(QueryStatus.NO_DATA, task=request.task,
+                               message="the keyframe buffer is empty: no synchronised RGB-D frame "
+                                       "with a camera pose has been received yet")
+        snap = subsample_snapshot(snapshot, request.max_keyframes)
+        self.engine.sync(snap)
+        stamps = tuple(sorted(kf.stamp_s for kf in snap.keyframes))
+        answer, objects = "", ()
+        if request.task is QueryTask.QUESTION:
+            situated = split_situation(request.text)
+            answer = (self.engine.ask_situated(*situated) if situated
+                      else self.engine.ask(request.text)).text
+        elif request.task is QueryTask.CAPTION:
+            assert request.target is not None  # validate_request guarantees it
+            answer = self.engine.caption(request.target).text
+        elif request.task in (QueryTask.GROUND, QueryTask.GROUND_MULTI):
+            boxes, labels = self.proposals(snap)
+            if not boxes:
+                return QueryResult(QueryStatus.NO_DATA, task=request.task, keyframe_stamps_s=stamps,
+                                   message="no object proposals: the keyframes hold no object-sized "
+                                           "point clusters and no detector published proposals")
+            g = self.engine.ground(request.text, boxes, threshold=self.config.multi_object_threshold)
+            if request.task is QueryTask.GROUND:
+                order = np.argsort(-g.scores, kind="stable")[: self.config.max_results]
+            else:
+                order = np.asarray(g.selected, dtype=int)
+            objects = tuple(GroundedObject(int(i), float(g.scores[i]), boxes[i], labels[i])
+                            for i in order)
+        else:
+            raise ValueError(f"task {request.task!r} must be resolved before answer()")
+        return QueryResult(QueryStatus.OK, answer=answer, objects=objects, task=request.task,
+                           keyframe_stamps_s=stamps, inference_time_s=time.perf_counter() - start)

@@ -1,0 +1,83 @@
+"""video3d_node end to end on a real rclpy graph: synthetic camera → keyframes → Query → markers."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("rclpy")
+from visualization_msgs.msg import Marker  # noqa: E402
+
+from video3d_interfaces.srv import Query  # noqa: E402
+
+from video3d_ros.ros.harness import Graph, write_untrained_tiny  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+OK = Query.Response.STATUS_OK
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return write_untrained_tiny(tmp_path_factory.mktemp("tiny_untrained"))
+
+
+@pytest.fixture(scope="module")
+def graph(model_dir):
+    g = Graph(model_dir)
+    try:
+        g.wait_active()
+        g.wait_for(lambda: g.keyframes() >= 4, 90.0, "4 keyframes from the synthetic camera")
+        yield g
+    finally:
+        g.close()
+
+
+def test_ground_query_returns_ranked_boxes_and_markers(graph) -> None:
+    before = len(graph.messages["markers"])
+    resp = graph.query(task=Query.Request.TASK_GROUND, text="the red chair next to the table",
+                       publish_markers=True)
+    assert resp.status == OK and resp.success, resp.message
+    assert 1 <= len(resp.objects) <= 5
+    scores = [o.score for o in resp.objects]
+    assert scores == sorted(scores, reverse=True)
+    assert all(o.box.size.x > 0 and o.box.size.y > 0 and o.box.size.z > 0 for o in resp.objects)
+    assert resp.header.frame_id == "map"
+    assert len(resp.keyframe_stamps) >= 4
+    assert resp.inference_time_s > 0
+    graph.wait_for(lambda: len(graph.messages["markers"]) > before, 10.0, "result markers")
+    markers = graph.messages["markers"][-1].markers
+    assert markers[0].action == Marker.DELETEALL and markers[0].header.frame_id == "map"
+    boxes = [m for m in markers if m.ns == "boxes"]
+    assert [m.id for m in boxes] == list(range(len(resp.objects)))
+    assert all(len(m.points) == 24 for m in boxes)  # 12 edges of a wireframe box
+    assert {m.ns for m in markers[1:]} == {"boxes", "labels"}
+
+
+def test_question_and_caption_answer_text(graph) -> None:
+    q = graph.query(task=Query.Request.TASK_QUESTION, text="How many chairs are there?")
+    assert q.status == OK, q.message
+    assert isinstance(q.answer, str) and not q.objects
+    req = dict(task=Query.Request.TASK_CAPTION, has_target=True)
+    c = graph.query(**req)
+    assert c.status == OK, c.message
+
+
+def test_auto_task_routes_questions_and_expressions(graph) -> None:
+    q = graph.query(task=Query.Request.TASK_AUTO, text="what colour is the sofa?")
+    g = graph.query(task=Query.Request.TASK_AUTO, text="the lamp on the desk")
+    assert q.status == OK and not q.objects
+    assert g.status == OK and len(g.objects) >= 1
+
+
+def test_max_keyframes_limits_the_frames_used(graph) -> None:
+    resp = graph.query(task=Query.Request.TASK_QUESTION, text="what is on the table?", max_keyframes=2)
+    assert resp.status == OK and len(resp.keyframe_stamps) == 2
+
+
+def test_diagnostics_and_coverage_outputs(graph) -> None:
+    values = graph.node.diagnostics_values()
+    assert values["keyframes"] >= 4 and values["covered_voxels"] > 0
+    assert float(values["ingest_rate_hz"]) > 0
+    graph.wait_for(lambda: graph.messages["keyframes"], 10.0, "keyframe frustums")
+    frustum = graph.messages["keyframes"][-1].markers[0]
+    assert frustum.ns == "keyframes" and len(frustum.points) % 16 == 0 and frustum.points
