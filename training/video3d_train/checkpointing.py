@@ -1,0 +1,125 @@
+"""Atomic training checkpoints and exact resume.
+
+A training checkpoint is a directory ``<run>/checkpoints/step-NNNNNNN/`` with
+``state.pt`` (model, optimiser, scheduler, RNG states, step, micro-batches
+consumed). It is written under a temporary name and renamed into place, and
+``<run>/checkpoints/latest`` (a one-line file, itself replaced atomically)
+names the newest complete one, so a run killed at any moment leaves either the
+old or the new checkpoint, never a torn one.
+
+Resuming restores every RNG and skips the micro-batches already consumed of the
+deterministic, seeded data order, so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LATEST = "latest"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` through a temporary file + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class TrainProgress:
+    """Where a run is: optimiser steps taken and micro-batches consumed."""
+
+    step: int = 0
+    micro_batches: int = 0
+
+
+def save_training_checkpoint(run_dir: str | Path, progress: TrainProgress,
+                             state: dict[str, Any], keep_last: int = 2) -> Path:
+    """Write ``state`` (+ progress and RNG) as the newest checkpoint of ``run_dir``.
+
+    Returns the checkpoint directory. Older checkpoints beyond ``keep_last`` are removed.
+    """
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{progress.step:07d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        payload = dict(state, progress=vars(progress).copy(), rng=rng_state())
+        torch.save(payload, tmp / "state.pt")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_bytes(root / LATEST, (final.name + "\n").encode())
+    done = sorted(p for p in root.glob("step-*") if p.is_dir())
+    for old in done[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of ``run_dir`` (None when there is none)."""
+    root = Path(run_dir) / "checkpoints"
+    marker = root / LATEST
+    if not marker.exists():
+        return None
+    ckpt = root / marker.read_text().strip()
+    if not (ckpt / "state.pt").exists():
+        raise FileNotFoundError(f"{marker} names {ckpt.name}, which has no state.pt")
+    return ckpt
+
+
+def load_training_checkpoint(ckpt: str | Path) -> tuple[TrainProgress, dict[str, Any]]:
+    """State dicts of a checkpoint and its progress; RNG states are restored here."""
+    payload = torch.load(Path(ckpt) / "state.pt", map_location="cpu", weights_only=False)
+    set_rng_state(payload.pop("rng"))
+    progress = TrainProgress(**payload.pop("progress"))
+    return progress, payload

@@ -1,0 +1,447 @@
+"""Reader of the processed LLaVA-style JSON files + the ScanNet posed-images layout.
+
+One reader for the files the paper's authors published and for ours from
+generated scenes. A processed file is a JSON list; one sample::
+
+    {"id": 0, "video": "scannet/scene0000_00",
+     "conversations": [{"from": "human", "value": "<image>Identify the object ..."},
+                       {"from": "gpt", "value": "<ground>"}],
+     "box": [cx, cy, cz, dx, dy, dz]               ScanRefer (one box)
+          | [[...], ...]                            Multi3DRefer (zero or more)
+     "box_input": [...], "gt_box": [...],           Scan2Cap (box to caption / its truth)
+     "annotations": ["...", ...],                   Scan2Cap val: all descriptions of the object
+     "metadata": {"dataset": "scanrefer", "question_type": "unique",
+                  "object_id": "3" | [3, 5], "answers": [...] (ScanQA val)}}
+
+Scene files under ``root``:
+
+    scannet/posed_images/<scene>/{color,depth,pose}/NNNNN.*, intrinsic/intrinsic_depth.txt
+    scannet/scans/<scene>/<scene>.txt                 axisAlignment (optional)
+    scannet/pcd_with_object_aabbs/<split>/<scene>.npz   aabb_obj_ids, aabb_corner_xyz (.pth too)
+
+A bad file or sample raises :class:`DataError` naming the file and the sample
+id; with ``skip_bad`` it is logged and counted instead. Nothing is silently
+dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from video3d_ros.geometry import Box3D, box_iou_matrix, depth_to_world_m
+from video3d_ros.keyframes import SamplingStrategy, uniform_indices
+from video3d_ros.keyframes.scan_io import (
+    ScanFormatError,
+    list_frames,
+    read_axis_alignment,
+    read_intrinsics,
+    read_matrix,
+)
+from video3d_ros.model.config import ObjectFeatureKind, Video3DConfig
+from video3d_ros.model.object_features import inside_cells
+from video3d_ros.model.position_encoding import center_points
+from video3d_ros.model.processor import Video3DProcessor
+from video3d_ros.model.tokenizer import GROUND_TOKEN, VIDEO_TOKEN
+
+from .metrics import Task, sqa3d_question_type
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """A data file or sample is malformed; the message names the file and the sample."""
+
+
+@dataclass
+class Sample:
+    """One question of a processed file, validated."""
+
+    file: str  # the processed JSON it came from
+    sample_id: str  # its "id" (as a string)
+    task: Task
+    scene_id: str  # e.g. scene0000_00
+    video: str  # the "video" field (scannet/<scene>)
+    prompt: str  # human text with the <image> placeholder removed
+    answer: str  # gpt text ("<ground>" for grounding)
+    question_type: str | None
+    target_boxes: np.ndarray  # (M, 6) grounding truth (M ≥ 0); Scan2Cap: its truth box
+    object_ids: list[int] | None  # truth object ids when the metadata names them
+    box_input: np.ndarray | None  # (6,) Scan2Cap: the box whose centre goes into <coord>
+    references: list[str] = field(default_factory=list)  # all acceptable answers / captions
+
+
+def _fail(file: str, sid: Any, msg: str) -> DataError:
+    return DataError(f"{file}: sample {sid!r}: {msg}")
+
+
+def _box_array(x: Any, file: str, sid: Any, what: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 6))
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 6 or not np.all(np.isfinite(arr)) \
+            or np.any(arr[:, 3:] < 0):
+        raise _fail(file, sid, f"{what} must be finite (centre, size) boxes of 6 numbers, got "
+                               f"{np.shape(x)}")
+    return arr
+
+
+def parse_sample(raw: Any, file: str) -> Sample:
+    """Validate one processed-JSON entry."""
+    if not isinstance(raw, dict):
+        raise DataError(f"{file}: a sample is a {type(raw).__name__}, expected an object")
+    sid = raw.get("id")
+    if sid is None:
+        raise _fail(file, sid, "missing 'id'")
+    conv = raw.get("conversations")
+    if not (isinstance(conv, list) and len(conv) == 2 and all(isinstance(c, dict) for c in conv)
+            and conv[0].get("from") == "human" and conv[1].get("from") == "gpt"):
+        raise _fail(file, sid, "'conversations' must be [human, gpt] turns")
+    human, answer = conv[0].get("value"), conv[1].get("value")
+    if not isinstance(human, str) or not isinstance(answer, str):
+        raise _fail(file, sid, "conversation values must be strings")
+    if human.count(VIDEO_TOKEN) != 1:
+        raise _fail(file, sid, f"the question must hold exactly one {VIDEO_TOKEN}")
+    video = raw.get("video")
+    if not isinstance(video, str) or not video:
+        raise _fail(file, sid, "missing 'video'")
+    meta = raw.get("metadata") or {}
+    try:
+        task = Task.parse(meta.get("dataset", ""))
+    except ValueError as e:
+        raise _fail(file, sid, str(e)) from e
+    prompt = human.replace(VIDEO_TOKEN, "", 1)
+    qtype = meta.get("question_type")
+    obj = meta.get("object_id")
+    object_ids = None
+    if obj is not None:
+        try:
+            object_ids = [int(o) for o in (obj if isinstance(obj, list) else [obj])]
+        except (TypeError, ValueError) as e:
+            raise _fail(file, sid, f"bad metadata.object_id {obj!r}") from e
+    boxes, box_input = np.zeros((0, 6)), None
+    refs = [answer]
+    if task is Task.SCANREFER:
+        boxes = _box_array(raw.get("box"), file, sid, "'box'")
+        if len(boxes) != 1:
+            raise _fail(file, sid, f"ScanRefer needs exactly one 'box', got {len(boxes)}")
+    elif task is Task.MULTI3DREFER:
+        boxes = _box_array(raw.get("box", []), file, sid, "'box'")
+    elif task is Task.SCAN2CAP:
+        if "gt_box" not in raw:
+            raise _fail(file, sid, "Scan2Cap needs 'gt_box'")
+        boxes = _box_array(raw["gt_box"], file, sid, "'gt_box'")
+        bi = raw.get("box_input")
+        box_input = None if bi is None else _box_array(bi, file, sid, "'box_input'")[0]
+        refs = list(raw.get("annotations") or [answer])
+    elif task is Task.SCANQA:
+        refs = list(meta.get("answers") or [answer])
+    elif task is Task.SQA3D and not qtype:
+        qtype = sqa3d_question_type(prompt)
+    if task.is_grounding and answer.strip() != GROUND_TOKEN:
+        raise _fail(file, sid, f"grounding answers must be {GROUND_TOKEN}, got {answer!r}")
+    if not all(isinstance(r, str) for r in refs):
+        raise _fail(file, sid, "references must be strings")
+    scene_id = Path(video).name
+    return Sample(file=file, sample_id=str(sid), task=task, scene_id=scene_id, video=video,
+                  prompt=prompt, answer=answer, question_type=qtype, target_boxes=boxes,
+                  object_ids=object_ids, box_input=box_input, references=refs)
+
+
+def read_processed(path: str | Path, skip_bad: bool = False) -> tuple[list[Sample], int]:
+    """All samples of one processed file and how many bad ones were skipped."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read a processed JSON file ({e})") from e
+    if not isinstance(raw, list):
+        raise DataError(f"{path}: expected a JSON list of samples")
+    out, bad = [], 0
+    for item in raw:
+        try:
+            out.append(parse_sample(item, str(path)))
+        except DataError as e:
+            if not skip_bad:
+                raise
+            bad += 1
+            log.warning("skipping bad sample: %s", e)
+    return out, bad
+
+
+# ---- scenes ------------------------------------------------------------------------------
+
+
+@dataclass
+class SceneObjects:
+    """Axis-aligned boxes of a scene's objects (aligned frame)."""
+
+    object_ids: np.ndarray  # (N,) int
+    boxes: np.ndarray  # (N, 6) centre + size, metres
+
+
+def read_scene_boxes(root: str | Path, scene_id: str) -> SceneObjects:
+    """Object boxes from ``pcd_with_object_aabbs/<split>/<scene>.npz`` (or the reference's .pth)."""
+    base = Path(root) / "scannet" / "pcd_with_object_aabbs"
+    hits = sorted(base.glob(f"*/{scene_id}.npz")) + sorted(base.glob(f"*/{scene_id}.pth"))
+    if not hits:
+        raise DataError(f"{base}/<split>/{scene_id}.npz: object boxes of scene {scene_id} not found")
+    path = hits[0]
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as d:
+                ids, corners = d["aabb_obj_ids"], d["aabb_corner_xyz"]
+        else:
+            d = torch.load(path, map_location="cpu", weights_only=False)
+            ids, corners = np.asarray(d["aabb_obj_ids"]), np.asarray(d["aabb_corner_xyz"])
+    except (OSError, KeyError, ValueError) as e:
+        raise DataError(f"{path}: cannot read object boxes ({e})") from e
+    corners = np.asarray(corners, dtype=np.float64).reshape(len(ids), -1, 3)
+    lo, hi = corners.min(axis=1), corners.max(axis=1)
+    return SceneObjects(np.asarray(ids, dtype=np.int64), np.concatenate([(lo + hi) / 2, hi - lo], 1))
+
+
+def read_proposals(path: str | Path) -> dict[str, np.ndarray]:
+    """Evaluation proposals: JSON ``{scene_id: [[cx, cy, cz, dx, dy, dz], ...]}``."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read proposals ({e})") from e
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: proposals must map scene id → list of boxes")
+    return {k: _box_array(v, str(path), k, "proposals") for k, v in raw.items()}
+
+
+def read_selection(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Max-coverage selection file (list of records) keyed by scene id."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read a frame selection file ({e})") from e
+    recs = raw if isinstance(raw, list) else [raw]
+    out = {}
+    for r in recs:
+        for key in ("video_id", "frame_files", "voxel_nums", "num_all_voxels"):
+            if key not in r:
+                raise DataError(f"{path}: selection record lacks {key!r}")
+        if len(r["frame_files"]) != len(r["voxel_nums"]):
+            raise DataError(f"{path}: {r['video_id']}: frame_files and voxel_nums differ in length")
+        out[Path(r["video_id"]).name] = r
+    return out
+
+
+def selected_frame_numbers(record: dict[str, Any], strategy: SamplingStrategy,
+                           max_frames: int) -> list[int]:
+    """Frame numbers (NNNNN) picked by max coverage, cut at the ratio, in time order."""
+    files, gains = record["frame_files"][:max_frames], np.asarray(record["voxel_nums"][:max_frames])
+    ratio = strategy.coverage_ratio
+    if ratio is not None and len(gains):
+        reached = np.flatnonzero(np.cumsum(gains) >= ratio * float(record["num_all_voxels"]))
+        files = files[: int(reached[0]) + 1 if reached.size else len(files)]
+    return sorted(int(Path(f).stem) for f in files)
+
+
+@dataclass
+class SceneTensors:
+    """A scene's frames ready for the model, plus its objects' cell masks."""
+
+    pixel_values: torch.Tensor  # (F, 3, S, S) float32
+    token_points: torch.Tensor | None  # (F, G, G, K, 3)
+    xyz_m: np.ndarray  # (F, S, S, 3) cropped world coordinates (for proposals' masks)
+    valid: np.ndarray  # (F, S, S) bool
+    objects: SceneObjects
+    object_masks: np.ndarray  # (N, F, C, C) bool: cells inside each object box
+
+
+class SceneStore:
+    """Loads scenes from the posed-images layout (and caches them in memory).
+
+    Frames: ``uniform`` takes ``num_frames`` evenly spaced frames of those on
+    disk; max-coverage variants take the selection file's picks.
+    """
+
+    def __init__(self, root: str | Path, processor: Video3DProcessor, num_frames: int,
+                 sampling: SamplingStrategy = SamplingStrategy.UNIFORM,
+                 selection_file: str | Path | None = None, cache: bool = True):
+        self.root = Path(root)
+        self.processor = processor
+        self.config: Video3DConfig = processor.config
+        self.num_frames = num_frames
+        self.sampling = sampling
+        self.selection = read_selection(selection_file) if selection_file else None
+        if sampling is not SamplingStrategy.UNIFORM and self.selection is None:
+            raise ValueError(f"sampling {sampling.value} needs a selection file")
+        self._cache: dict[str, SceneTensors] | None = {} if cache else None
+
+    def scan_dir(self, scene_id: str) -> Path:
+        return self.root / "scannet" / "posed_images" / scene_id
+
+    def frame_numbers(self, scene_id: str) -> list[int]:
+        frames = list_frames(self.scan_dir(scene_id))
+        if self.selection is None or self.sampling is SamplingStrategy.UNIFORM:
+            idx = uniform_indices(len(frames), self.num_frames)
+            return [frames[i].index for i in idx]
+        if scene_id not in self.selection:
+            raise DataError(f"selection file has no record for scene {scene_id}")
+        return selected_frame_numbers(self.selection[scene_id], self.sampling, self.num_frames)
+
+    def load(self, scene_id: str) -> SceneTensors:
+        if self._cache is not None and scene_id in self._cache:
+            return self._cache[scene_id]
+        try:
+            st = self._load(scene_id)
+        except ScanFormatError as e:
+            raise DataError(f"scene {scene_id}: {e}") from e
+        if self._cache is not None:
+            self._cache[scene_id] = st
+        return st
+
+    def raw_frames(self, scene_id: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Sampled frames before cropping: (rgb (H, W, 3) uint8, xyz_m (H, W, 3), valid (H, W))."""
+        from PIL import Image
+
+        scan = self.scan_dir(scene_id)
+        K = read_intrinsics(scan)[:3, :3]
+        meta = self.root / "scannet" / "scans" / scene_id / f"{scene_id}.txt"
+        T_align = read_axis_alignment(meta) if meta.is_file() else None
+        out = []
+        for n in self.frame_numbers(scene_id):
+            name = f"{n:05d}"
+            with Image.open(scan / "color" / f"{name}.jpg") as im:
+                rgb = np.asarray(im.convert("RGB"))
+            with Image.open(scan / "depth" / f"{name}.png") as im:
+                depth = np.asarray(im).astype(np.uint16)
+            pose = read_matrix(scan / "pose" / f"{name}.txt")
+            if not np.all(np.isfinite(pose)):
+                raise DataError(f"{scan / 'pose' / (name + '.txt')}: non-finite pose")
+            pm = depth_to_world_m(depth, K, pose, T_align=T_align)
+            if rgb.shape[:2] != depth.shape:  # ScanNet colour is larger than depth
+                rgb = np.asarray(Image.fromarray(rgb).resize(depth.shape[::-1], Image.BILINEAR))
+            out.append((rgb, pm.xyz_m, pm.valid))
+        return out
+
+    def _load(self, scene_id: str) -> SceneTensors:
+        pixel, points, xyzs, valids = [], [], [], []
+        for rgb, xyz_m, valid in self.raw_frames(scene_id):
+            fr = self.processor.prepare_frame(rgb, xyz_m, valid)
+            pixel.append(fr.pixel_values)
+            xyzs.append(fr.xyz_m)
+            valids.append(fr.valid)
+            if fr.token_points is not None:
+                points.append(torch.from_numpy(fr.token_points))
+        objects = read_scene_boxes(self.root, scene_id)
+        xyz, valid = np.stack(xyzs), np.stack(valids)
+        masks = self.masks_for(xyz, valid, objects.boxes)
+        return SceneTensors(torch.stack(pixel), torch.stack(points) if points else None, xyz,
+                            valid, objects, masks)
+
+    def masks_for(self, xyz: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N, F, C, C) cells of each box (C per the grounding config's object feature)."""
+        grid, g = self.config.grid, self.config.grounding
+        if g is None:
+            return np.zeros((len(boxes), xyz.shape[0], 0, 0), bool)
+        if g.object_feature is ObjectFeatureKind.PATCH14:
+            cell, per = grid.patch_size_px, grid.patches_per_side
+        else:
+            cell, per = grid.cell_px, grid.pooled_per_side
+        out = np.zeros((len(boxes), xyz.shape[0], per, per), bool)
+        for i, b in enumerate(boxes):
+            out[i] = inside_cells(xyz, valid, Box3D(b[:3], b[3:]), cell, per, g.inside_fraction)
+        return out
+
+
+# ---- training items ----------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    """One training/evaluation example, ready for the model."""
+
+    sample: Sample
+    input_ids: torch.Tensor  # (T,)
+    labels: torch.Tensor  # (T,)
+    pixel_values: torch.Tensor  # (F, 3, S, S)
+    token_points: torch.Tensor | None  # (F, G, G, K, 3)
+    object_masks: np.ndarray | None  # (N, F, C, C) grounding candidates' cells
+    object_centres: torch.Tensor | None  # (N, K, 3) encoding input of candidate centres
+    positives: list[int] | None  # indices of the target candidates (grounding)
+    coord_points: torch.Tensor | None  # (1, K, 3) Scan2Cap <coord> centre
+
+
+def target_indices(sample: Sample, objects: SceneObjects) -> list[int]:
+    """Candidate indices of the sample's target objects (by object id, else by box)."""
+    if sample.object_ids is not None:
+        index = {int(o): i for i, o in enumerate(objects.object_ids)}
+        missing = [o for o in sample.object_ids if o not in index]
+        if not missing:
+            return [index[o] for o in sample.object_ids]
+    if len(sample.target_boxes) == 0:
+        return []
+    iou = box_iou_matrix(sample.target_boxes, objects.boxes) if len(objects.boxes) else None
+    if iou is None or np.any(iou.max(axis=1) < 0.99):
+        raise _fail(sample.file, sample.sample_id,
+                    f"target box(es) not among the objects of scene {sample.scene_id}")
+    return [int(i) for i in iou.argmax(axis=1)]
+
+
+class Video3DDataset(torch.utils.data.Dataset):
+    """Processed samples → :class:`Item` (training: truth boxes are the candidates)."""
+
+    def __init__(self, samples: Sequence[Sample], store: SceneStore, max_length: int):
+        self.samples = list(samples)
+        self.store = store
+        self.max_length = max_length
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> Item:
+        s = self.samples[i]
+        try:
+            return self.item(s)
+        except DataError:
+            raise
+        except (ValueError, KeyError, OSError) as e:
+            raise _fail(s.file, s.sample_id, f"{type(e).__name__}: {e}") from e
+
+    def item(self, s: Sample, with_answer: bool = True,
+             candidates: np.ndarray | None = None) -> Item:
+        """``candidates`` (N, 6): grounding proposals instead of the truth boxes (evaluation;
+        no positives then)."""
+        scene = self.store.load(s.scene_id)
+        proc = self.store.processor
+        n_frames = scene.pixel_values.shape[0]
+        enc = proc.encode(n_frames, s.prompt, s.answer if with_answer else None)
+        if enc.input_ids.numel() > self.max_length:
+            raise _fail(s.file, s.sample_id, f"{enc.input_ids.numel()} tokens > max_length "
+                                             f"{self.max_length}")
+        pos_cfg = proc.config.position
+        masks = centres = positives = coord = None
+        if s.task.is_grounding and candidates is not None:
+            masks = self.store.masks_for(scene.xyz_m, scene.valid, candidates)
+            centres = torch.from_numpy(center_points(candidates[:, :3], pos_cfg))
+        elif s.task.is_grounding:
+            masks = scene.object_masks
+            centres = torch.from_numpy(center_points(scene.objects.boxes[:, :3], pos_cfg))
+            positives = target_indices(s, scene.objects)
+        if s.task is Task.SCAN2CAP:
+            box = s.box_input if s.box_input is not None else s.target_boxes[0]
+            coord = torch.from_numpy(center_points(box[:3], pos_cfg))[None]
+        return Item(s, enc.input_ids, enc.labels, scene.pixel_values, scene.token_points,
+                    masks, centres, positives, coord)
+
+
+def collate(items: list[Item]) -> list[Item]:
+    """Items stay a list; the training step pads the text itself."""
+    return items

@@ -1,0 +1,258 @@
+"""Evaluate a checkpoint on the five benchmarks: results JSONL per task, then metrics.
+
+    python -m video3d_train.evaluate --checkpoint runs/tiny/final --data-root data/gen250 \
+        --files processed/scanrefer_vg_val_llava_style.json processed/sqa3d_val_llava_style.json \
+        --out results/tiny
+    torchrun --nproc_per_node 8 -m video3d_train.evaluate --checkpoint ... --out ...  # sharded
+    python -m video3d_train.evaluate --metrics-only --out results/tiny   # recompute from files
+
+Per task it writes ``<out>/<task>.jsonl`` (one JSON object per question: id,
+question_type, prediction, ground_truth, and for grounding the proposal boxes
+and scores (last: "no target"); for captioning the captioned box and its IoU),
+then ``metrics.json`` and ``table.md`` computed from those files alone.
+
+Grounding scores come from the same forward the model is trained with (the
+hidden state at ``<ground>``); answers and captions from the inference
+engine's greedy decoding with the visual-prefix cache (one scene at a time).
+Proposals: ``--proposals`` JSON (scene → boxes) or, without it, the scene's
+ground-truth boxes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from video3d_ros.geometry import Box3D, box_iou_matrix
+from video3d_ros.model.checkpoint import load_pretrained
+from video3d_ros.model.engine import Video3DEngine
+from video3d_ros.model.runtime import detect_runtime
+
+from .data import Sample, SceneStore, Video3DDataset, read_processed, read_proposals, read_scene_boxes
+from .metrics import HEADLINE, Task, markdown_table, task_metrics
+from .step import Video3DForTraining
+
+log = logging.getLogger("video3d_train.evaluate")
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    tmp.replace(path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    out = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{n}: not a JSON line ({e})") from e
+    return out
+
+
+def _rows(x: np.ndarray) -> list[list[float]]:
+    return [[round(float(v), 5) for v in row] for row in np.asarray(x).reshape(-1, 6)]
+
+
+def best_proposal(gt: np.ndarray, proposals: np.ndarray, threshold: float) -> tuple[int | None, float]:
+    """Proposal with the highest IoU ≥ threshold to ``gt`` (6,) and that IoU (best IoU if none)."""
+    if len(proposals) == 0:
+        return None, 0.0
+    iou = box_iou_matrix(gt[None], proposals)[0]
+    i = int(np.argmax(iou))
+    return (i if iou[i] >= threshold else None), float(iou[i])
+
+
+class Evaluator:
+    """Runs one checkpoint over processed samples, scene by scene."""
+
+    def __init__(self, checkpoint: str | Path, data_root: str | Path, num_frames: int,
+                 proposals: dict[str, np.ndarray] | None = None, device: str | None = None,
+                 batch_size: int = 8, max_new_tokens: int = 48):
+        loaded = load_pretrained(checkpoint, detect_runtime(device))
+        self.model, self.tok, self.processor = loaded.model, loaded.tokenizer, loaded.processor
+        self.store = SceneStore(data_root, self.processor, num_frames)
+        self.dataset = Video3DDataset([], self.store, max_length=1 << 30)
+        self.step = Video3DForTraining(self.model, self.tok.pad_token_id)
+        self.engine = Video3DEngine(self.model, self.processor, max_new_tokens=max_new_tokens)
+        self.proposals = proposals
+        self.batch_size = batch_size
+        self.data_root = Path(data_root)
+
+    def candidates(self, scene_id: str) -> np.ndarray:
+        if self.proposals is not None:
+            if scene_id not in self.proposals:
+                raise ValueError(f"proposals file has no boxes for scene {scene_id}")
+            return self.proposals[scene_id]
+        return read_scene_boxes(self.data_root, scene_id).boxes
+
+    @torch.inference_mode()
+    def grounding(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        out = []
+        for i in range(0, len(samples), self.batch_size):
+            chunk = samples[i:i + self.batch_size]
+            items = [self.dataset.item(s, with_answer=True, candidates=self.candidates(s.scene_id))
+                     for s in chunk]
+            _, scores = self.step.run(items, with_labels=False)
+            for b, s in enumerate(chunk):
+                out.append({"id": s.sample_id, "task": s.task.value, "scene_id": s.scene_id,
+                            "question_type": s.question_type, "prediction": None,
+                            "ground_truth": None, "gt_boxes": _rows(s.target_boxes),
+                            "proposal_boxes": _rows(self.candidates(s.scene_id)),
+                            "proposal_scores": [round(float(v), 6) for v in scores[b].float()]})
+        return out
+
+    def _load_scene(self, scene_id: str) -> None:
+        for k in self.engine.keyframe_ids:
+            self.engine.remove_keyframe(k)
+        for i, (rgb, xyz, valid) in enumerate(self.store.raw_frames(scene_id)):
+            self.engine.add_keyframe(i, rgb, xyz, valid, stamp_s=float(i))
+
+    def text(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """QA / situated QA / captions, greedy, grouped by scene (prefix cache reused)."""
+        by_scene: dict[str, list[Sample]] = defaultdict(list)
+        for s in samples:
+            by_scene[s.scene_id].append(s)
+        out = []
+        for scene_id, group in by_scene.items():
+            self._load_scene(scene_id)
+            for s in group:
+                rec = {"id": s.sample_id, "task": s.task.value, "scene_id": scene_id,
+                       "question_type": s.question_type, "ground_truth": s.references}
+                box = None
+                if s.task is Task.SCAN2CAP:
+                    gt = s.target_boxes[0]
+                    if self.proposals is not None:
+                        j, iou = best_proposal(gt, self.candidates(scene_id), 0.5)
+                        box = None if j is None else self.candidates(scene_id)[j]
+                    else:
+                        box = s.box_input if s.box_input is not None else gt
+                        iou = float(box_iou_matrix(box[None], gt[None])[0, 0])
+                    rec.update(gt_box=_rows(gt)[0], matched_iou=round(iou, 6),
+                               box=None if box is None else _rows(box)[0])
+                    if box is None:
+                        rec["prediction"] = ""
+                        out.append(rec)
+                        continue
+                coord = None if box is None else Box3D(box[:3], box[3:])
+                rec["prediction"] = self.engine.generate(s.prompt, coord_box=coord).text
+                out.append(rec)
+            # scenes are evaluated one after another: drop the decoded frames
+            self.store._cache.clear() if self.store._cache is not None else None
+        return out
+
+
+def evaluate(checkpoint: str | Path, data_root: str | Path, files: list[str], out_dir: str | Path,
+             num_frames: int = 8, proposals_file: str | Path | None = None,
+             limit: int | None = None, device: str | None = None,
+             progress: bool = True, meteor: bool = True) -> dict[str, dict[str, float]]:
+    """Write results JSONL per task (sharded over torchrun ranks) and return the metrics."""
+    from accelerate import PartialState
+
+    state = PartialState(cpu=device == "cpu")
+    out = Path(out_dir)
+    props = read_proposals(proposals_file) if proposals_file else None
+    ev = Evaluator(checkpoint, data_root, num_frames, props, device)
+    for f in files:
+        samples, _ = read_processed(Path(data_root) / f)
+        samples = subset(samples, limit)
+        task = samples[0].task
+        mine = samples[state.process_index::state.num_processes]
+        log.info("%s: %d samples (%d on this rank)", task.value, len(samples), len(mine))
+        run: Callable = ev.grounding if task.is_grounding else ev.text
+        recs = []
+        chunks = [mine[i:i + 32] for i in range(0, len(mine), 32)] if task.is_grounding \
+            else [mine]
+        for c in tqdm(chunks, desc=task.value, disable=not (progress and state.is_main_process)):
+            recs.extend(run(c))
+        write_jsonl(out / f"{task.value}.rank{state.process_index}.jsonl", recs)
+        state.wait_for_everyone()
+        if state.is_main_process:
+            merged = []
+            for r in range(state.num_processes):
+                part = out / f"{task.value}.rank{r}.jsonl"
+                merged.extend(read_jsonl(part))
+                part.unlink()
+            write_jsonl(out / f"{task.value}.jsonl", merged)
+        state.wait_for_everyone()
+    return metrics_from_dir(out, meteor) if state.is_main_process else {}
+
+
+def subset(samples: list[Sample], limit: int | None, seed: int = 0) -> list[Sample]:
+    """A seeded subset of at most ``limit`` questions (whole ScanQA questions kept once)."""
+    if samples and samples[0].task is Task.SCANQA:  # one record per question
+        seen, uniq = set(), []
+        for s in samples:
+            key = s.sample_id.rsplit("_", 1)[0]
+            if key not in seen:
+                seen.add(key)
+                uniq.append(s)
+        samples = uniq
+    if limit is None or len(samples) <= limit:
+        return samples
+    idx = np.sort(np.random.default_rng(seed).choice(len(samples), limit, replace=False))
+    return [samples[i] for i in idx]
+
+
+def metrics_from_dir(out: str | Path, meteor: bool = True) -> dict[str, dict[str, float]]:
+    """Metrics of every ``<task>.jsonl`` in ``out``; writes metrics.json and table.md."""
+    out = Path(out)
+    res = {}
+    for t in Task:
+        p = out / f"{t.value}.jsonl"
+        if p.exists():
+            res[t.value] = task_metrics(t, read_jsonl(p), meteor=meteor)
+    (out / "metrics.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / "table.md").write_text(markdown_table({out.name: {Task(k): v for k, v in res.items()}})
+                                  + "\n")
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="video3d-eval", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, help="model directory (config.json + safetensors)")
+    p.add_argument("--data-root", type=Path)
+    p.add_argument("--files", nargs="+", default=[], help="processed JSON files under data root")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--num-frames", type=int, default=8)
+    p.add_argument("--proposals", type=Path, default=None, help="scene → boxes JSON")
+    p.add_argument("--limit", type=int, default=None, help="at most N questions per task")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--metrics-only", action="store_true", help="recompute from the JSONL files")
+    p.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.metrics_only:
+        if not (args.checkpoint and args.data_root and args.files):
+            p.error("--checkpoint, --data-root and --files are required unless --metrics-only")
+        res = evaluate(args.checkpoint, args.data_root, args.files, args.out, args.num_frames,
+                       args.proposals, args.limit, args.device, meteor=not args.no_meteor)
+    else:
+        res = metrics_from_dir(args.out, meteor=not args.no_meteor)
+    for task, m in res.items():
+        head = {k: round(m[k], 2) for k in HEADLINE[Task(task)] if k in m}
+        print(task, head)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

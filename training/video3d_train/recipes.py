@@ -1,0 +1,255 @@
+"""Training recipes: typed, validated dataclasses with a YAML round trip.
+
+A recipe is everything that decides a run: model shape and initial weights,
+data files and frame sampling, optimiser and schedule, losses, precision and
+the distributed engine. Shipped recipes live in ``recipes/*.yaml`` and are
+loaded by name (``load_recipe("tiny_generated")``) or by path.
+
+    recipe = load_recipe("paper_7b")
+    recipe.optim.lr                      # 1e-05
+    save_recipe(recipe, "run/recipe.yaml")  # exact round trip
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from video3d_ros.keyframes import SamplingStrategy
+from video3d_ros.model.config import GroundLossKind
+
+RECIPE_DIR = Path(__file__).parent / "recipes"
+
+
+class Precision(enum.Enum):
+    """Parameter/activation precision. BF16 is autocast on GPU (fp32 master weights)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+class DistributedEngine(enum.Enum):
+    """How many processes share the model (torchrun launches them)."""
+
+    NONE = "none"  # one process (CPU or one GPU), or plain data parallel (DDP) under torchrun
+    FSDP = "fsdp"  # torch FSDP, fully sharded (params, grads, optimiser state)
+    DEEPSPEED_ZERO3 = "deepspeed_zero3"  # DeepSpeed ZeRO stage 3 (needs the deepspeed package)
+
+
+class Schedule(enum.Enum):
+    """Learning-rate schedule after the linear warm-up."""
+
+    COSINE = "cosine"
+    CONSTANT = "constant"
+
+
+class ModelInit(enum.Enum):
+    """Where the weights of step 0 come from."""
+
+    RANDOM = "random"  # a fresh model of ``shape`` (tiny, tests)
+    CHECKPOINT = "checkpoint"  # ``checkpoint`` directory in our layout (config.json + safetensors)
+
+
+@dataclass
+class ModelRecipe:
+    shape: str = "tiny"  # named shape of video3d_ros.model.shapes.SHAPES
+    init: ModelInit = ModelInit.RANDOM  # where initial weights come from
+    checkpoint: str | None = None  # directory of the initial checkpoint (init=checkpoint)
+    tokenizer: str | None = None  # tokenizer directory; None: train one on the train texts
+    tokenizer_vocab_size: int = 1024  # BPE size when a tokenizer is trained
+    ground_loss: GroundLossKind = GroundLossKind.INFONCE  # grounding loss family
+
+    def __post_init__(self) -> None:
+        from video3d_ros.model.shapes import SHAPES
+
+        self.init = ModelInit(self.init)
+        self.ground_loss = GroundLossKind(self.ground_loss)
+        if self.shape not in SHAPES:
+            raise ValueError(f"model.shape {self.shape!r} is not one of {sorted(SHAPES)}")
+        if self.init is ModelInit.CHECKPOINT and not self.checkpoint:
+            raise ValueError("model.init is 'checkpoint' but model.checkpoint is not set")
+        _positive(self, "tokenizer_vocab_size")
+
+
+@dataclass
+class DataRecipe:
+    root: str = "data"  # folder holding scannet/ (posed_images, pcd_with_object_aabbs)
+    train_files: list[str] = field(default_factory=list)  # processed JSON files (under root)
+    val_files: list[str] = field(default_factory=list)  # processed JSON files for evaluation
+    num_frames: int = 8  # frames per sample
+    sampling: SamplingStrategy = SamplingStrategy.UNIFORM  # frame sampling
+    selection_file: str | None = None  # max-coverage selection JSON (sampling ≠ uniform)
+    proposals_file: str | None = None  # evaluation proposals (None: ground-truth boxes)
+    max_length: int = 32768  # longest token sequence; longer samples are an error
+    cache_dir: str | None = None  # decoded-scene cache (None: decode on every access)
+
+    def __post_init__(self) -> None:
+        self.sampling = SamplingStrategy.parse(self.sampling)
+        self.train_files = [str(f) for f in self.train_files]
+        self.val_files = [str(f) for f in self.val_files]
+        _positive(self, "num_frames")
+        _positive(self, "max_length")
+        if self.sampling is not SamplingStrategy.UNIFORM and not self.selection_file:
+            raise ValueError(f"data.sampling {self.sampling.value!r} needs data.selection_file")
+
+
+@dataclass
+class OptimRecipe:
+    lr: float = 1e-5  # peak learning rate of the projector, LLM and heads
+    vision_lr: float = 2e-6  # peak learning rate of the vision tower
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
+    eps: float = 1e-8  # AdamW epsilon
+    warmup_ratio: float = 0.03  # share of steps with linear warm-up
+    schedule: Schedule = Schedule.COSINE  # decay after warm-up
+    grad_clip: float = 1.0  # max global grad norm (0: no clipping)
+
+    def __post_init__(self) -> None:
+        self.schedule = Schedule(self.schedule)
+        for name in ("lr", "vision_lr", "weight_decay", "eps", "warmup_ratio", "grad_clip"):
+            _to_float(self, f"optim.{name}", name)
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        for name in ("lr", "vision_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"optim.{name} must be > 0, got {getattr(self, name)}")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.eps <= 0:
+            raise ValueError("optim.weight_decay/grad_clip must be ≥ 0 and eps > 0")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {self.betas}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass
+class TrainRecipe:
+    name: str  # recipe name (file stem)
+    model: ModelRecipe = field(default_factory=ModelRecipe)
+    data: DataRecipe = field(default_factory=DataRecipe)
+    optim: OptimRecipe = field(default_factory=OptimRecipe)
+    seed: int = 0  # seeds data order, initial weights and augmentations
+    epochs: int = 1  # passes over the training files
+    max_steps: int | None = None  # stop after this many optimiser steps (None: epochs)
+    micro_batch_size: int = 1  # samples per process per forward
+    grad_accum: int = 1  # micro-batches per optimiser step
+    ground_loss_scale: float = 1.0  # weight of the grounding loss next to the LM loss
+    precision: Precision = Precision.FP32  # bf16 autocast on GPU
+    gradient_checkpointing: bool = False  # recompute activations of the LLM and tower
+    distributed: DistributedEngine = DistributedEngine.NONE  # sharding engine under torchrun
+    save_every_steps: int = 500  # checkpoint interval (and at the end)
+    log_every_steps: int = 10  # loss/lr logging interval
+    num_workers: int = 0  # DataLoader worker processes
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = ModelRecipe(**self.model)
+        if isinstance(self.data, dict):
+            self.data = DataRecipe(**self.data)
+        if isinstance(self.optim, dict):
+            self.optim = OptimRecipe(**self.optim)
+        self.precision = Precision(self.precision)
+        _to_float(self, "ground_loss_scale", "ground_loss_scale")
+        self.distributed = DistributedEngine(self.distributed)
+        for name in ("epochs", "micro_batch_size", "grad_accum", "save_every_steps",
+                     "log_every_steps"):
+            _positive(self, name)
+        if self.max_steps is not None:
+            _positive(self, "max_steps")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be ≥ 0, got {self.num_workers}")
+        if self.ground_loss_scale < 0:
+            raise ValueError(f"ground_loss_scale must be ≥ 0, got {self.ground_loss_scale}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainRecipe":
+        _check_keys(cls, d, "recipe")
+        for key, sub in (("model", ModelRecipe), ("data", DataRecipe), ("optim", OptimRecipe)):
+            if key in d:
+                _check_keys(sub, d[key], key)
+        return cls(**d)
+
+    def with_overrides(self, overrides: list[str]) -> "TrainRecipe":
+        """Apply ``section.key=value`` strings (values parsed as YAML)."""
+        d = self.to_dict()
+        for item in overrides:
+            if "=" not in item:
+                raise ValueError(f"override {item!r} is not key=value")
+            key, value = item.split("=", 1)
+            node, *path = key.strip().split(".")
+            target = d
+            for part in [node, *path][:-1]:
+                if part not in target or not isinstance(target[part], dict):
+                    raise ValueError(f"override {item!r}: unknown section {part!r}")
+                target = target[part]
+            last = [node, *path][-1]
+            if last not in target:
+                raise ValueError(f"override {item!r}: unknown key {last!r}")
+            target[last] = yaml.safe_load(value)
+        return TrainRecipe.from_dict(d)
+
+
+def shipped_recipes() -> list[str]:
+    """Names of the recipes under version control."""
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def load_recipe(name_or_path: str | Path) -> TrainRecipe:
+    """A shipped recipe by name, or a YAML file by path."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = RECIPE_DIR / f"{name_or_path}.yaml"
+        if not p.exists():
+            raise FileNotFoundError(f"no shipped recipe {name_or_path!r}; shipped: "
+                                    f"{shipped_recipes()}")
+    with open(p) as f:
+        d = yaml.safe_load(f)
+    if not isinstance(d, dict):
+        raise ValueError(f"{p}: a recipe must be a YAML mapping")
+    try:
+        return TrainRecipe.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{p}: {e}") from e
+
+
+def save_recipe(recipe: TrainRecipe, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+
+
+def _positive(obj: object, name: str) -> None:
+    v = getattr(obj, name)
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _to_float(obj: object, label: str, name: str) -> None:
+    """Accept numbers written as YAML strings ("3e-4" is a string in YAML 1.1)."""
+    v = getattr(obj, name)
+    try:
+        setattr(obj, name, float(v))
+    except (TypeError, ValueError):
+        raise ValueError(f"{label} must be a number, got {v!r}") from None
+
+
+def _check_keys(cls: type, d: Any, where: str) -> None:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} must be a mapping, got {type(d).__name__}")
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {where} keys: {sorted(unknown)}")
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, enum.Enum):
+        return x.value
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x

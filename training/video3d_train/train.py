@@ -1,0 +1,364 @@
+"""Train the Video-3D LLM: one script for `tiny` on a CPU and the 7B recipe on many GPUs.
+
+    # tiny on generated scenes, one CPU process
+    python -m video3d_train.train --recipe tiny_generated --set data.root=data/gen250 \
+        --output-dir runs/tiny
+    # the paper's recipe: 8 GPUs, DeepSpeed ZeRO-3 (or --set distributed=fsdp)
+    torchrun --nproc_per_node 8 -m video3d_train.train --recipe paper_7b \
+        --set data.root=/data/video3d --output-dir runs/paper_7b
+    # resume an interrupted run (continues exactly where the last checkpoint left off)
+    python -m video3d_train.train --recipe tiny_generated --output-dir runs/tiny --resume
+
+Distribution, mixed precision and gradient accumulation come from
+``accelerate`` (FSDP or DeepSpeed plugins); the data order is a seeded
+``DistributedSampler`` per epoch. The run directory holds ``recipe.yaml``,
+``tokenizer/``, ``history.jsonl``, ``checkpoints/`` (atomic, resumable),
+``loss.png`` + ``lr.png`` and ``final/`` (our checkpoint format, loadable with
+``video3d_ros.model.checkpoint.load_pretrained``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from video3d_ros.model.build import build_empty, materialize
+from video3d_ros.model.checkpoint import load_pretrained, load_tokenizer, save_pretrained
+from video3d_ros.model.errors import CheckpointError
+from video3d_ros.model.processor import SPATIAL_INSTRUCTION, SYSTEM_PROMPT, Video3DProcessor
+from video3d_ros.model.runtime import Runtime, detect_runtime
+from video3d_ros.model.shapes import SHAPES
+from video3d_ros.model.tokenizer import build_tokenizer, token_ids_of
+
+from .checkpointing import (
+    TrainProgress,
+    latest_checkpoint,
+    load_training_checkpoint,
+    save_training_checkpoint,
+)
+from .data import Sample, SceneStore, Video3DDataset, collate, read_processed
+from .recipes import (
+    DistributedEngine,
+    ModelInit,
+    Precision,
+    Schedule,
+    TrainRecipe,
+    load_recipe,
+    save_recipe,
+)
+from .step import Video3DForTraining
+
+log = logging.getLogger("video3d_train.train")
+
+
+# ---- building blocks ---------------------------------------------------------------------
+
+
+def read_samples(recipe: TrainRecipe, files: list[str], skip_bad: bool) -> list[Sample]:
+    root = Path(recipe.data.root)
+    out: list[Sample] = []
+    for f in files:
+        samples, bad = read_processed(root / f, skip_bad=skip_bad)
+        if bad:
+            log.warning("%s: skipped %d bad sample(s)", root / f, bad)
+        out.extend(samples)
+    if not out:
+        raise ValueError(f"no training samples in {files} under {root}")
+    return out
+
+
+def tokenizer_corpus(samples: list[Sample]) -> list[str]:
+    """Texts the tokenizer of a fresh model is trained on."""
+    texts = [SYSTEM_PROMPT, SPATIAL_INSTRUCTION]
+    for s in samples:
+        texts.append(s.prompt)
+        texts.extend(s.references)
+        texts.append(s.answer)
+    return texts
+
+
+def build_model_and_tokenizer(recipe: TrainRecipe, samples: list[Sample], runtime: Runtime):
+    """Fresh (random) or checkpoint-initialised model + its tokenizer."""
+    mr = recipe.model
+    if mr.init is ModelInit.CHECKPOINT:
+        try:
+            loaded = load_pretrained(mr.checkpoint, runtime)
+        except CheckpointError as e:
+            if "released" not in str(e):
+                raise
+            from video3d_ros.model.released import load_released
+
+            loaded = load_released(mr.checkpoint, runtime)
+        model, tok = loaded.model, loaded.tokenizer
+        if mr.tokenizer:
+            tok = load_tokenizer(mr.tokenizer)
+    else:
+        tok = (load_tokenizer(mr.tokenizer) if mr.tokenizer
+               else build_tokenizer(tokenizer_corpus(samples), vocab_size=mr.tokenizer_vocab_size))
+        config = SHAPES[mr.shape](len(tok), token_ids_of(tok))
+        model = materialize(build_empty(config, runtime.attn_implementation), runtime,
+                            seed=recipe.seed)
+    if model.config.grounding is not None:
+        model.config.grounding.loss = mr.ground_loss
+        model.ground_head.cfg.loss = mr.ground_loss
+    return model.train(), tok
+
+
+def param_groups(model, recipe: TrainRecipe) -> list[dict]:
+    """Vision tower at ``vision_lr``; everything else at ``lr``."""
+    vision, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (vision if name.startswith("vision_tower.") else rest).append(p)
+    o = recipe.optim
+    return [{"params": rest, "lr": o.lr, "name": "main"},
+            {"params": vision, "lr": o.vision_lr, "name": "vision_tower"}]
+
+
+def make_scheduler(optimizer, recipe: TrainRecipe, total_steps: int):
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+    warmup = int(math.ceil(recipe.optim.warmup_ratio * total_steps))
+    if recipe.optim.schedule is Schedule.COSINE:
+        return get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+    return get_constant_schedule_with_warmup(optimizer, warmup)
+
+
+def make_accelerator(recipe: TrainRecipe):
+    """accelerate with the recipe's engine, precision and accumulation."""
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    kwargs = {}
+    if recipe.distributed is DistributedEngine.FSDP:
+        from accelerate import FullyShardedDataParallelPlugin
+
+        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(
+            sharding_strategy="FULL_SHARD", auto_wrap_policy="transformer_based_wrap",
+            transformer_cls_names_to_wrap=["Qwen2DecoderLayer", "SiglipEncoderLayer"],
+            activation_checkpointing=recipe.gradient_checkpointing,
+            state_dict_type="SHARDED_STATE_DICT", use_orig_params=True)
+    elif recipe.distributed is DistributedEngine.DEEPSPEED_ZERO3:
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise SystemExit("distributed=deepspeed_zero3 needs the optional 'deepspeed' package "
+                             "(pip install deepspeed); or use --set distributed=fsdp")
+        from accelerate import DeepSpeedPlugin
+
+        kwargs["deepspeed_plugin"] = DeepSpeedPlugin(
+            zero_stage=3, gradient_accumulation_steps=recipe.grad_accum,
+            gradient_clipping=recipe.optim.grad_clip or None, zero3_init_flag=False)
+    mp = "bf16" if recipe.precision is Precision.BF16 and cuda else "no"
+    return Accelerator(mixed_precision=mp, gradient_accumulation_steps=recipe.grad_accum,
+                       cpu=not cuda, **kwargs)
+
+
+@dataclass
+class Plan:
+    micro_per_epoch: int
+    total_steps: int
+
+
+def plan(recipe: TrainRecipe, n_local: int) -> Plan:
+    micro = math.ceil(n_local / recipe.micro_batch_size)
+    steps = recipe.max_steps or max(1, recipe.epochs * micro // recipe.grad_accum)
+    return Plan(micro, steps)
+
+
+def epoch_batches(sampler, epoch: int, micro: int, skip: int) -> list[list[int]]:
+    """Index micro-batches of one epoch, the first ``skip`` removed (resume)."""
+    sampler.set_epoch(epoch)
+    order = list(iter(sampler))
+    batches = [order[i:i + micro] for i in range(0, len(order), micro)]
+    return batches[skip:]
+
+
+def save_plots(history: list[dict], out_dir: Path) -> None:
+    """loss.png (total, LM, grounding) and lr.png (both groups) from the history."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in ("loss", "lm_loss", "ground_loss"):
+        ax.plot(steps, [h[key] for h in history], label=key)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "loss.png", dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [h["lr"] for h in history], label="lr (LLM, projector, heads)")
+    ax.plot(steps, [h["vision_lr"] for h in history], label="lr (vision tower)")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("learning rate")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "lr.png", dpi=120)
+    plt.close(fig)
+
+
+# ---- the recipe --------------------------------------------------------------------------
+
+
+def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
+          skip_bad: bool = False, stop_after_steps: int | None = None,
+          progress_bar: bool = True) -> Path:
+    """Run ``recipe``; returns the run directory. ``stop_after_steps`` simulates an interrupt."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(recipe.seed)
+    accel = make_accelerator(recipe)
+    runtime = Runtime(accel.device, torch.float32, detect_runtime(
+        "cuda" if accel.device.type == "cuda" else "cpu").attn_implementation)
+
+    samples = read_samples(recipe, recipe.data.train_files, skip_bad)
+    tok_dir = out / "tokenizer"
+    if resume and tok_dir.is_dir():
+        recipe.model.tokenizer = str(tok_dir)  # the tokenizer trained by the interrupted run
+    model, tok = build_model_and_tokenizer(recipe, samples, runtime)
+    if accel.is_main_process:
+        tok.save_pretrained(str(tok_dir))
+        save_recipe(recipe, out / "recipe.yaml")
+    if recipe.gradient_checkpointing:
+        model.language_model.gradient_checkpointing_enable()
+        model.vision_tower.gradient_checkpointing_enable()
+
+    processor = Video3DProcessor(tok, model.config)
+    store = SceneStore(recipe.data.root, processor, recipe.data.num_frames,
+                       recipe.data.sampling, _under(recipe.data.root, recipe.data.selection_file))
+    dataset = Video3DDataset(samples, store, recipe.data.max_length)
+    sampler = torch.utils.data.DistributedSampler(
+        dataset, num_replicas=accel.num_processes, rank=accel.process_index, shuffle=True,
+        seed=recipe.seed, drop_last=True)
+    pl = plan(recipe, len(sampler))
+
+    wrapper = Video3DForTraining(model, tok.pad_token_id, recipe.ground_loss_scale)
+    o = recipe.optim
+    optimizer = torch.optim.AdamW(param_groups(model, recipe), betas=o.betas, eps=o.eps,
+                                  weight_decay=o.weight_decay)
+    scheduler = make_scheduler(optimizer, recipe, pl.total_steps)
+    # the scheduler is stepped by hand once per optimiser step (accelerate would step a
+    # prepared one once per process)
+    wrapper, optimizer = accel.prepare(wrapper, optimizer)
+
+    progress, history = TrainProgress(), []
+    ckpt = latest_checkpoint(out) if resume else None
+    if ckpt is not None:
+        progress, state = load_training_checkpoint(ckpt)
+        accel.unwrap_model(wrapper).model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = state["history"]
+        log.info("resumed from %s at step %d", ckpt, progress.step)
+
+    def checkpoint() -> None:
+        accel.wait_for_everyone()
+        state = {"model": accel.get_state_dict(wrapper), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "history": history}
+        state["model"] = {k.removeprefix("model."): v for k, v in state["model"].items()}
+        if accel.is_main_process:
+            save_training_checkpoint(out, progress, state)
+
+    bar = tqdm(total=pl.total_steps, initial=progress.step, desc="train", unit="step",
+               disable=not (progress_bar and accel.is_local_main_process), dynamic_ncols=True)
+    acc = {"loss": 0.0, "lm_loss": 0.0, "ground_loss": 0.0, "n": 0}
+    t0 = time.time()
+    wrapper.train()
+    while progress.step < pl.total_steps:
+        epoch, skip = divmod(progress.micro_batches, pl.micro_per_epoch)
+        for idx in epoch_batches(sampler, epoch, recipe.micro_batch_size, skip):
+            items = collate([dataset[i] for i in idx])
+            with accel.accumulate(wrapper):
+                res = wrapper(items)
+                accel.backward(res.loss)
+                if accel.sync_gradients and o.grad_clip:
+                    accel.clip_grad_norm_(wrapper.parameters(), o.grad_clip)
+                optimizer.step()
+                if accel.sync_gradients:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            progress.micro_batches += 1
+            for k in ("loss", "lm_loss", "ground_loss"):
+                acc[k] += float(getattr(res, k).detach())
+            acc["n"] += 1
+            if progress.micro_batches % recipe.grad_accum:
+                continue
+            progress.step += 1
+            bar.update(1)
+            if progress.step % recipe.log_every_steps == 0 or progress.step == pl.total_steps:
+                lrs = scheduler.get_last_lr()
+                row = {"step": progress.step, **{k: acc[k] / acc["n"] for k in
+                                                 ("loss", "lm_loss", "ground_loss")},
+                       "lr": lrs[0], "vision_lr": lrs[1], "elapsed_s": time.time() - t0}
+                history.append(row)
+                acc = {"loss": 0.0, "lm_loss": 0.0, "ground_loss": 0.0, "n": 0}
+                bar.set_postfix(loss=f"{row['loss']:.3f}", lm=f"{row['lm_loss']:.3f}",
+                                ground=f"{row['ground_loss']:.3f}")
+            if progress.step % recipe.save_every_steps == 0 or progress.step == pl.total_steps:
+                checkpoint()
+            if stop_after_steps is not None and progress.step >= stop_after_steps:
+                bar.close()
+                return out
+            if progress.step >= pl.total_steps:
+                break
+    bar.close()
+    if accel.is_main_process:
+        with open(out / "history.jsonl", "w") as f:
+            for row in history:
+                f.write(json.dumps(row) + "\n")
+        save_plots(history, out)
+        final = accel.unwrap_model(wrapper).model
+        save_pretrained(final, tok, out / "final")
+        log.info("trained %d steps in %.1f s → %s", progress.step, time.time() - t0, out / "final")
+    accel.wait_for_everyone()
+    return out
+
+
+def _under(root: str, path: str | None) -> Path | None:
+    return None if path is None else Path(root) / path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="video3d-train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipe", required=True, help="shipped recipe name or YAML path")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. --set optim.lr=1e-4 (repeatable)")
+    p.add_argument("--output-dir", required=True, type=Path)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--skip-bad", action="store_true", help="log and count bad samples")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default); 1 is fastest on a busy machine")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        recipe = load_recipe(args.recipe).with_overrides(args.set)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"video3d-train: {e}", file=sys.stderr)
+        return 2
+    train(recipe, args.output_dir, resume=args.resume, skip_bad=args.skip_bad,
+          progress_bar=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
