@@ -97,7 +97,7 @@ for pair in "/opt/python/cp311-cp311/include/python3.11=$py_inc" \
         as_root ln -s "$target" "$link"
     fi
 done
-msg_hash="$(hash_of $(find "$ROOT/msg" -type f | sort) ; echo "$req_hash")"
+msg_hash="$(hash_of $(find "$ROOT/msg" -type f | sort) "$ROOT/requirements/ros.txt")"
 msg_stamp="$BUILD/ros/.video3d-msg"
 if [ "$(cat "$msg_stamp" 2>/dev/null)" != "$msg_hash" ] || [ ! -f "$BUILD/ros/install/setup.sh" ]; then
     say "building the interface package msg/ with colcon"

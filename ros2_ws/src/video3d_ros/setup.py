@@ -14,7 +14,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "tests"]),
-    package_data={PACKAGE: ["py.typed"]},
+    package_data={PACKAGE: ["py.typed", "model/*.md", "default_model/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -31,6 +31,13 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            # ROS executables (`ros2 run video3d_ros <name>`, launch files)
+            f"video3d_node = {PACKAGE}.ros.node:main",
+            f"synthetic_camera = {PACKAGE}.ros.synthetic_camera:main",
+            # command-line tools
+            f"video3d = {PACKAGE}.cli:main",
+            f"video3d-demo = {PACKAGE}.ros.demo:main",
+            f"video3d-query = {PACKAGE}.ros.query_client:main",
             f"video3d-keyframes = {PACKAGE}.keyframes.cli:main",
         ],
     },

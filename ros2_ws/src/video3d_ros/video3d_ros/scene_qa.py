@@ -67,7 +67,7 @@ def _is_released_layout(path: Path) -> bool:
     return meta.get("model_type") == "llava_qwen"
 
 
-_SITUATION = re.compile(r"^\s*(i am|i'm|i have|i just|i was)\b", re.IGNORECASE)
+_SITUATION = re.compile(r"^\s*(i|i'm|my)\b", re.IGNORECASE)  # first person: "I am sitting ...", "I stopped ..."
 
 
 def split_situation(text: str) -> tuple[str, str] | None:
@@ -78,8 +78,8 @@ def split_situation(text: str) -> tuple[str, str] | None:
     """
     if not _SITUATION.match(text):
         return None
-    sentences = re.split(r"(?<=[.!])\s+", text.strip())
-    if len(sentences) < 2:
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    if len(sentences) < 2 or not sentences[-1].endswith("?"):
         return None
     return " ".join(sentences[:-1]), sentences[-1]
 
