@@ -83,7 +83,10 @@ def _fail(file: str, sid: Any, msg: str) -> DataError:
 
 
 def _box_array(x: Any, file: str, sid: Any, what: str) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise _fail(file, sid, f"{what} must be (centre, size) boxes of 6 numbers ({e})") from e
     if arr.size == 0:
         return np.zeros((0, 6))
     if arr.ndim == 1:

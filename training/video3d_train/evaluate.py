@@ -224,12 +224,22 @@ def metrics_from_dir(out: str | Path, meteor: bool = True) -> dict[str, dict[str
     return res
 
 
+def compare_table(named_dirs: list[str]) -> str:
+    """Markdown table across systems from ``NAME=DIR`` result folders (their metrics.json)."""
+    rows = {}
+    for item in named_dirs:
+        name, _, d = item.partition("=")
+        m = json.loads((Path(d) / "metrics.json").read_text())
+        rows[name] = {Task(k): v for k, v in m.items()}
+    return markdown_table(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="video3d-eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, help="model directory (config.json + safetensors)")
     p.add_argument("--data-root", type=Path)
     p.add_argument("--files", nargs="+", default=[], help="processed JSON files under data root")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path)
     p.add_argument("--num-frames", type=int, default=8)
     p.add_argument("--proposals", type=Path, default=None, help="scene → boxes JSON")
     p.add_argument("--limit", type=int, default=None, help="at most N questions per task")
@@ -237,10 +247,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--metrics-only", action="store_true", help="recompute from the JSONL files")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
+    p.add_argument("--compare", nargs="+", metavar="NAME=DIR",
+                   help="print one Markdown table across result folders and exit")
     args = p.parse_args(argv)
+    if args.compare:
+        print(compare_table(args.compare))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.out is None:
+        p.error("--out is required")
     if not args.metrics_only:
         if not (args.checkpoint and args.data_root and args.files):
             p.error("--checkpoint, --data-root and --files are required unless --metrics-only")

@@ -1,0 +1,123 @@
+"""Trivial baselines, written as results JSONL files like a model's, scored by the same code.
+
+    python -m video3d_train.baselines --data-root data/gen250 --out results/baselines \
+        --train-files processed/...train... --val-files processed/...val...
+
+- ``random_proposal``: grounding scores drawn uniformly at random (seeded) for
+  every proposal and for the "no target" entry.
+- ``most_frequent``: per question type, the most frequent training answer
+  (SQA3D: its question types; ScanQA: the question's first word).
+- ``nearest_template``: Scan2Cap caption of the training object whose box size
+  is nearest to the queried box's (no image used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import Sample, read_processed, read_scene_boxes
+from .evaluate import _rows, metrics_from_dir, subset, write_jsonl
+from .metrics import Task
+
+
+def qa_type(s: Sample) -> str:
+    """Question type used by the most-frequent-answer baseline."""
+    if s.task is Task.SQA3D and s.question_type:
+        return s.question_type
+    words = s.prompt.split()
+    return words[0].lower() if words else ""
+
+
+def most_frequent_answers(train: list[Sample]) -> dict[tuple[Task, str], str]:
+    counts: dict[tuple[Task, str], Counter] = defaultdict(Counter)
+    for s in train:
+        counts[(s.task, qa_type(s))][s.answer] += 1
+    return {k: c.most_common(1)[0][0] for k, c in counts.items()}
+
+
+def random_proposal_records(val: list[Sample], root: Path, seed: int = 0) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in val:
+        boxes = read_scene_boxes(root, s.scene_id).boxes
+        out.append({"id": s.sample_id, "task": s.task.value, "question_type": s.question_type,
+                    "prediction": None, "ground_truth": None, "gt_boxes": _rows(s.target_boxes),
+                    "proposal_boxes": _rows(boxes),
+                    "proposal_scores": rng.uniform(-1, 1, len(boxes) + 1).round(6).tolist()})
+    return out
+
+
+def most_frequent_records(val: list[Sample], table: dict[tuple[Task, str], str]) -> list[dict]:
+    overall: dict[Task, str] = {}
+    for (task, _), ans in table.items():
+        overall.setdefault(task, ans)
+    return [{"id": s.sample_id, "task": s.task.value, "question_type": s.question_type,
+             "prediction": table.get((s.task, qa_type(s)), overall.get(s.task, "")),
+             "ground_truth": s.references} for s in val]
+
+
+def nearest_template_records(val: list[Sample], train: list[Sample]) -> list[dict]:
+    sizes = np.stack([s.target_boxes[0, 3:] for s in train])  # (T, 3)
+    out = []
+    for s in val:
+        box = s.box_input if s.box_input is not None else s.target_boxes[0]
+        j = int(np.argmin(np.linalg.norm(sizes - box[3:], axis=1)))
+        out.append({"id": s.sample_id, "task": s.task.value, "question_type": s.question_type,
+                    "prediction": train[j].answer, "ground_truth": s.references,
+                    "matched_iou": 1.0, "gt_box": _rows(s.target_boxes)[0]})
+    return out
+
+
+def run_baselines(root: Path, train_files: list[str], val_files: list[str], out: Path,
+                  limit: int | None = None, meteor: bool = True) -> dict[str, dict]:
+    train: dict[Task, list[Sample]] = {}
+    for f in train_files:
+        ss, _ = read_processed(root / f)
+        train.setdefault(ss[0].task, []).extend(ss)
+    table = most_frequent_answers([s for ss in train.values() for s in ss])
+    results = {}
+    for name in ("random_proposal", "most_frequent", "nearest_template"):
+        d = out / name
+        wrote = False
+        for f in val_files:
+            val = subset(read_processed(root / f)[0], limit)
+            task = val[0].task
+            if name == "random_proposal" and task.is_grounding:
+                recs = random_proposal_records(val, root)
+            elif name == "most_frequent" and task in (Task.SCANQA, Task.SQA3D):
+                recs = most_frequent_records(val, table)
+            elif name == "nearest_template" and task is Task.SCAN2CAP and task in train:
+                recs = nearest_template_records(val, train[task])
+            else:
+                continue
+            write_jsonl(d / f"{task.value}.jsonl", recs)
+            wrote = True
+        if wrote:
+            results[name] = metrics_from_dir(d, meteor=meteor)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="video3d-baselines", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-root", type=Path, required=True)
+    p.add_argument("--train-files", nargs="+", required=True)
+    p.add_argument("--val-files", nargs="+", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--no-meteor", action="store_true")
+    a = p.parse_args(argv)
+    res = run_baselines(a.data_root, a.train_files, a.val_files, a.out, a.limit,
+                        meteor=not a.no_meteor)
+    for name, r in res.items():
+        print(name, {t: {k: round(v, 2) for k, v in m.items()} for t, m in r.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
