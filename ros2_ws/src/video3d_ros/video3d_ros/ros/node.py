@@ -27,6 +27,7 @@ import dataclasses
 import gc
 import threading
 import time
+import traceback
 from dataclasses import fields
 
 import numpy as np
@@ -76,6 +77,9 @@ try:
     from vision_msgs.msg import Detection3D, Detection3DArray, ObjectHypothesisWithPose
 except ImportError:
     Detection3DArray = None
+
+
+_MAX_PROPOSAL_SIZE_M = 50.0  # a detector box larger than this is a bug upstream, not an object
 
 
 @dataclasses.dataclass
@@ -384,6 +388,9 @@ class Video3DNode(LifecycleNode):
             boxes = [convert.transform_box(Box3D((o.box.center.x, o.box.center.y, o.box.center.z),
                                                  (o.box.size.x, o.box.size.y, o.box.size.z)), T)
                      for o in msg.objects]
+            too_big = [i for i, b in enumerate(boxes) if b.size_m.max() > _MAX_PROPOSAL_SIZE_M]
+            if too_big:
+                raise ValueError(f"objects {too_big} are larger than {_MAX_PROPOSAL_SIZE_M:.0f} m")
         except (ValueError, LookupError) as exc:
             self._bad(f"proposals ignored: {exc}")
             return
@@ -409,7 +416,12 @@ class Video3DNode(LifecycleNode):
 
     def _on_query(self, req: Query.Request, resp: Query.Response) -> Query.Response:
         start = time.perf_counter()
-        result, frame = self._run_query(req)
+        try:
+            result, frame = self._run_query(req)
+        except Exception as exc:  # never leave a caller without an answer
+            self.get_logger().error(f"query failed inside the node: {traceback.format_exc()}")
+            result = QueryResult(QueryStatus.MODEL_ERROR, message=f"internal error: {type(exc).__name__}: {exc}")
+            frame = self.config.world_frame if self.config else ""
         elapsed = time.perf_counter() - start
         self.counters.queries += 1
         self.counters.last_query_latency_s = elapsed
@@ -427,9 +439,13 @@ class Video3DNode(LifecycleNode):
             (out.box.center.x, out.box.center.y, out.box.center.z) = (float(v) for v in obj.box.center_m)
             (out.box.size.x, out.box.size.y, out.box.size.z) = (float(v) for v in obj.box.size_m)
             resp.objects.append(out)
-        level = self.get_logger().info if result.success else self.get_logger().warning
-        level(f"query [{result.task.name.lower()}] {req.text[:80]!r} -> {result.status.name} "
-              f"in {elapsed * 1e3:.0f} ms{': ' + result.message if result.message else ''}")
+        line = (f"query [{result.task.name.lower()}] {req.text[:80]!r} -> {result.status.name} "
+                f"in {elapsed * 1e3:.0f} ms{': ' + result.message if result.message else ''}")
+        # rclpy fixes a call site's severity on first use: one call site per level
+        if result.success:
+            self.get_logger().info(line)
+        else:
+            self.get_logger().warning(line)
         return resp
 
     def _run_query(self, req: Query.Request) -> tuple[QueryResult, str]:

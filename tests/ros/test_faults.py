@@ -1,0 +1,453 @@
+"""Fault injection on a real graph: every bad input is reported, nothing crashes,
+and a good query succeeds afterwards. The README lists these kinds."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from video3d_interfaces.msg import DetectedObject, DetectedObjectArray  # noqa: E402
+from video3d_interfaces.srv import Query  # noqa: E402
+from video3d_ros.model.errors import ModelError  # noqa: E402
+from video3d_ros.ros import convert  # noqa: E402
+from video3d_ros.ros.harness import Graph, write_untrained_tiny  # noqa: E402
+from video3d_ros.scenes import RenderConfig, SceneCamera, generate_scene  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+R = Query.Response
+REQ = Query.Request
+
+
+class Feeder:
+    """Publishes hand-made sensor messages into the node's inputs."""
+
+    def __init__(self, graph: Graph, n_frames: int = 24) -> None:
+        self.node = rclpy.create_node("v3d_fault_feeder", context=graph.context)
+        self.color = self.node.create_publisher(Image, "color/image", 50)
+        self.depth = self.node.create_publisher(Image, "depth/image", 50)
+        self.color_info = self.node.create_publisher(CameraInfo, "color/camera_info", 50)
+        self.depth_info = self.node.create_publisher(CameraInfo, "depth/camera_info", 50)
+        self.pose = self.node.create_publisher(PoseStamped, "camera_pose", 50)
+        self.proposals = self.node.create_publisher(DetectedObjectArray, "proposals", 10)
+        scene = generate_scene(seed=11, scene_id="scene0011_00")
+        cam = SceneCamera(scene, RenderConfig(width=96, height=72))
+        step = max(1, len(cam) // n_frames)
+        self.frames = [cam.render(i) for i in range(0, len(cam), step)][:n_frames]
+        self.t = 1000.0
+        self.i = 0
+        time.sleep(0.5)  # discovery
+
+    def header(self, stamp_s: float, frame: str = "cam") -> Header:
+        return Header(stamp=convert.s_to_stamp(stamp_s), frame_id=frame)
+
+    def send(self, *, rgb=None, depth=None, color_msg=None, depth_msg=None, info=True, pose=True,
+             stamp_s=None, T=None, K=None, pose_delay_s=0.0) -> float:
+        f = self.frames[self.i % len(self.frames)]
+        self.i += 1
+        if stamp_s is None:
+            self.t += 0.1
+            stamp_s = self.t
+        h = self.header(stamp_s)
+        rgb = f.rgb if rgb is None else rgb
+        depth = f.depth_mm if depth is None else depth
+        if info:
+            K_ = f.K if K is None else K
+            self.color_info.publish(convert.K_to_camera_info(K_, rgb.shape[1], rgb.shape[0], h))
+        self.color.publish(color_msg or convert.rgb_to_image(rgb, h))
+        self.depth.publish(depth_msg or convert.depth_to_image(depth, h))
+        if pose:
+            msg = PoseStamped(header=self.header(stamp_s, "map"),
+                              pose=convert.matrix_to_pose(f.T_world_cam if T is None else T))
+            if pose_delay_s:
+                threading.Timer(pose_delay_s, self.pose.publish, (msg,)).start()
+            else:
+                self.pose.publish(msg)
+        return stamp_s
+
+    def good(self, n: int = 6, period_s: float = 0.03) -> None:
+        for _ in range(n):
+            self.send()
+            time.sleep(period_s)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return write_untrained_tiny(tmp_path_factory.mktemp("tiny_faults"))
+
+
+@pytest.fixture(scope="module")
+def rig(model_dir):
+    graph = Graph(model_dir, with_camera=False,
+                  node_params={"buffer_capacity": 8, "min_new_voxels": 1, "pose_wait_s": 0.5,
+                               "max_pending_queries": 1, "max_text_chars": 2000, "sensor_qos": False,
+                               "proposals_timeout_s": 2.0})
+    graph.wait_active()
+    feeder = Feeder(graph)
+    yield graph, feeder
+    feeder.node.destroy_node()
+    graph.close()
+
+
+def counters(graph: Graph) -> dict:
+    return graph.node.diagnostics_values()
+
+
+def wait_ingested(graph: Graph, at_least: int, timeout_s: float = 20.0) -> None:
+    graph.wait_for(lambda: counters(graph)["frames_ingested"] >= at_least, timeout_s,
+                   f"{at_least} frames ingested")
+
+
+def assert_healthy(graph: Graph, feeder: Feeder) -> None:
+    """Good frames still flow in and a question gets an OK answer."""
+    before = counters(graph)["frames_ingested"]
+    feeder.good(4)
+    wait_ingested(graph, before + 3)
+    resp = graph.query(task=REQ.TASK_QUESTION, text="how many chairs are there?")
+    assert resp.status == R.STATUS_OK, resp.message
+
+
+def bad_count(graph: Graph) -> int:
+    return counters(graph)["bad_messages"]
+
+
+# ---- before any frame -----------------------------------------------------------------------
+
+
+def test_01_query_on_empty_buffer_says_no_data(rig) -> None:
+    graph, feeder = rig
+    resp = graph.query(task=REQ.TASK_QUESTION, text="what is on the table?")
+    assert resp.status == R.STATUS_NO_DATA and "empty" in resp.message
+    assert_healthy(graph, feeder)
+
+
+# ---- images -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["yuv422", "8UC3", ""])
+def test_02_unknown_colour_encoding_is_reported(rig, encoding) -> None:
+    graph, feeder = rig
+    before = bad_count(graph)
+    f = feeder.frames[0]
+    msg = convert.rgb_to_image(f.rgb, feeder.header(feeder.t + 0.05))
+    msg.encoding = encoding
+    feeder.send(color_msg=msg, stamp_s=feeder.t + 0.05)
+    feeder.t += 0.05
+    graph.wait_for(lambda: bad_count(graph) > before, 5.0, "a bad-message count")
+    assert "unsupported colour encoding" in counters(graph)["last_bad_message"]
+    assert_healthy(graph, feeder)
+
+
+def test_03_unknown_depth_encoding_is_reported(rig) -> None:
+    graph, feeder = rig
+    before = bad_count(graph)
+    f = feeder.frames[1]
+    feeder.t += 0.1
+    msg = convert.depth_to_image(f.depth_mm, feeder.header(feeder.t))
+    msg.encoding = "8UC1"
+    feeder.send(depth_msg=msg, stamp_s=feeder.t)
+    graph.wait_for(lambda: bad_count(graph) > before, 5.0, "a bad-message count")
+    assert "unsupported depth encoding" in counters(graph)["last_bad_message"]
+    assert_healthy(graph, feeder)
+
+
+def test_04_truncated_image_data_is_reported(rig) -> None:
+    graph, feeder = rig
+    before = bad_count(graph)
+    feeder.t += 0.1
+    msg = convert.rgb_to_image(feeder.frames[2].rgb, feeder.header(feeder.t))
+    msg.data = bytes(msg.data)[: len(msg.data) // 2]
+    feeder.send(color_msg=msg, stamp_s=feeder.t)
+    graph.wait_for(lambda: bad_count(graph) > before, 5.0, "a bad-message count")
+    assert "expected step" in counters(graph)["last_bad_message"]
+    assert_healthy(graph, feeder)
+
+
+def test_05_other_colour_encodings_are_accepted(rig) -> None:
+    graph, feeder = rig
+    before = counters(graph)["frames_ingested"]
+    for enc in ("bgr8", "rgba8", "bgra8", "mono8"):
+        feeder.t += 0.1
+        rgb = feeder.frames[feeder.i % len(feeder.frames)].rgb
+        order = {"bgr8": [2, 1, 0], "rgba8": [0, 1, 2, 0], "bgra8": [2, 1, 0, 0], "mono8": [0]}[enc]
+        px = np.ascontiguousarray(rgb[:, :, order])
+        msg = Image(header=feeder.header(feeder.t), height=px.shape[0], width=px.shape[1], encoding=enc,
+                    step=px.shape[1] * px.shape[2], data=px.tobytes())
+        feeder.send(color_msg=msg, stamp_s=feeder.t)
+        time.sleep(0.05)
+    wait_ingested(graph, before + 4)
+
+
+def test_06_colour_depth_size_mismatch_without_depth_info(rig) -> None:
+    graph, feeder = rig
+    before = bad_count(graph)
+    small = feeder.frames[3].depth_mm[::2, ::2].copy()
+    feeder.send(depth=small)
+    graph.wait_for(lambda: bad_count(graph) > before, 5.0, "a bad-message count")
+    assert "differs from colour" in counters(graph)["last_bad_message"]
+    assert_healthy(graph, feeder)
+
+
+def test_07_depth_at_other_resolution_is_registered_with_depth_info(rig) -> None:
+    graph, feeder = rig
+    f = feeder.frames[4]
+    K_half = f.K.copy()
+    K_half[:2] /= 2
+    feeder.t += 0.1
+    h = feeder.header(feeder.t)
+    feeder.depth_info.publish(convert.K_to_camera_info(K_half, f.rgb.shape[1] // 2, f.rgb.shape[0] // 2, h))
+    time.sleep(0.2)
+    before = counters(graph)["frames_ingested"]
+    feeder.send(depth=f.depth_mm[::2, ::2].copy(), stamp_s=feeder.t)
+    wait_ingested(graph, before + 1)
+
+
+@pytest.mark.parametrize("kind", ["zeros", "nan", "inf_and_negative"])
+def test_08_unusable_depth_does_not_break_the_buffer(rig, kind) -> None:
+    graph, feeder = rig
+    f = feeder.frames[5]
+    if kind == "zeros":
+        depth = np.zeros_like(f.depth_mm)
+    elif kind == "nan":
+        depth = np.full(f.depth_mm.shape, np.nan, np.float32)
+    else:
+        depth = np.where(np.arange(f.depth_mm.size).reshape(f.depth_mm.shape) % 2, np.inf, -1.0).astype(np.float32)
+    before = counters(graph)
+    feeder.send(depth=depth)
+    graph.wait_for(lambda: counters(graph)["frames_ingested"] + counters(graph)["frames_rejected"]
+                   > before["frames_ingested"] + before["frames_rejected"], 5.0, "the frame to be handled")
+    assert counters(graph)["keyframes"] == before["keyframes"] or counters(graph)["keyframes"] >= 1
+    assert_healthy(graph, feeder)
+
+
+def test_09_camera_info_without_focal_length_is_reported(rig) -> None:
+    graph, feeder = rig
+    before = bad_count(graph)
+    feeder.send(K=np.zeros((3, 3)))
+    graph.wait_for(lambda: bad_count(graph) > before, 5.0, "a bad-message count")
+    assert "focal length" in counters(graph)["last_bad_message"]
+    assert_healthy(graph, feeder)
+
+
+# ---- poses --------------------------------------------------------------------------------
+
+
+def test_10_pose_never_arriving_drops_frames_after_the_wait(rig) -> None:
+    graph, feeder = rig
+    before = graph.node.counters.pose_failures
+    for _ in range(3):
+        feeder.send(pose=False)
+        time.sleep(0.02)
+    graph.wait_for(lambda: graph.node.counters.pose_failures >= before + 3, 5.0, "pose failures counted")
+    assert_healthy(graph, feeder)
+
+
+def test_11_pose_arriving_late_is_still_used(rig) -> None:
+    graph, feeder = rig
+    before = counters(graph)["frames_ingested"]
+    feeder.send(pose_delay_s=0.2)
+    feeder.send(pose_delay_s=0.25)
+    wait_ingested(graph, before + 2, 5.0)
+
+
+@pytest.mark.parametrize("bad", ["nan", "not_a_rotation"])
+def test_12_non_finite_or_invalid_pose_is_ignored(rig, bad) -> None:
+    graph, feeder = rig
+    before = bad_count(graph)
+    msg = PoseStamped(header=feeder.header(feeder.t + 0.05, "map"))
+    if bad == "nan":
+        msg.pose.orientation.w = float("nan")
+    else:
+        msg.pose.orientation.w = 0.0  # zero quaternion
+    feeder.pose.publish(msg)
+    graph.wait_for(lambda: bad_count(graph) > before, 5.0, "a bad-message count")
+    assert "pose ignored" in counters(graph)["last_bad_message"]
+    assert_healthy(graph, feeder)
+
+
+def test_13_pose_in_another_frame_is_ignored(rig) -> None:
+    graph, feeder = rig
+    before = bad_count(graph)
+    msg = PoseStamped(header=feeder.header(feeder.t + 0.05, "odom_other"))
+    msg.pose.orientation.w = 1.0
+    feeder.pose.publish(msg)
+    graph.wait_for(lambda: bad_count(graph) > before, 5.0, "a bad-message count")
+    assert "expected world_frame" in counters(graph)["last_bad_message"]
+    assert_healthy(graph, feeder)
+
+
+def test_14_stamps_going_backwards_like_a_bag_loop(rig) -> None:
+    graph, feeder = rig
+    feeder.good(3)
+    feeder.t -= 50.0  # the bag starts over
+    before = counters(graph)["frames_ingested"]
+    feeder.good(5)
+    wait_ingested(graph, before + 3, 10.0)
+    assert_healthy(graph, feeder)
+
+
+def test_15_flood_at_100_hz_keeps_the_node_responsive(rig) -> None:
+    graph, feeder = rig
+    before = counters(graph)
+    start = time.perf_counter()
+    for _ in range(150):
+        feeder.send()
+        time.sleep(0.01)
+    mid = graph.query(task=REQ.TASK_QUESTION, text="what colour is the chair?")
+    assert mid.status == R.STATUS_OK, mid.message
+    after = counters(graph)
+    assert after["frames_received"] > before["frames_received"]
+    assert time.perf_counter() - start < 60
+    assert_healthy(graph, feeder)
+
+
+# ---- queries ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text,task,needle", [
+    ("", REQ.TASK_QUESTION, "non-empty"),
+    ("   ", REQ.TASK_GROUND, "non-empty"),
+    ("x" * 100_000, REQ.TASK_QUESTION, "limit is 2000"),
+    ("describe it", REQ.TASK_CAPTION, "needs a target"),
+])
+def test_16_malformed_queries_are_invalid(rig, text, task, needle) -> None:
+    graph, feeder = rig
+    resp = graph.query(task=task, text=text)
+    assert resp.status == R.STATUS_INVALID and needle in resp.message, resp.message
+    assert_healthy(graph, feeder)
+
+
+def test_17_unknown_task_code_is_invalid(rig) -> None:
+    graph, feeder = rig
+    resp = graph.query(task=42, text="hello")
+    assert resp.status == R.STATUS_INVALID and "unknown task" in resp.message
+    assert_healthy(graph, feeder)
+
+
+def test_18_unknown_result_frame_is_a_tf_error(rig) -> None:
+    graph, feeder = rig
+    resp = graph.query(task=REQ.TASK_QUESTION, text="where is the sofa?", result_frame="base_link")
+    assert resp.status == R.STATUS_TF_ERROR and "base_link" in resp.message
+    assert_healthy(graph, feeder)
+
+
+def test_19_concurrent_queries_beyond_the_limit_get_busy(rig) -> None:
+    graph, feeder = rig
+    engine = graph.node.scene_qa.engine
+    original = engine.ask
+    gate = threading.Event()
+
+    def slow_ask(*args, **kwargs):
+        gate.wait(10.0)
+        return original(*args, **kwargs)
+
+    engine.ask = slow_ask
+    try:
+        futures = [graph.client.call_async(REQ(task=REQ.TASK_QUESTION, text=f"question {i}?"))
+                   for i in range(4)]
+        graph.wait_for(lambda: sum(f.done() for f in futures) >= 2, 20.0, "BUSY answers")
+        busy = [f.result() for f in futures if f.done()]
+        assert all(r.status == R.STATUS_BUSY for r in busy) and "pending" in busy[0].message
+    finally:
+        gate.set()
+        engine.ask = original
+    graph.wait_for(lambda: all(f.done() for f in futures), 60.0, "all answers")
+    statuses = sorted(f.result().status for f in futures)
+    assert statuses.count(R.STATUS_OK) >= 1 and statuses.count(R.STATUS_BUSY) >= 2
+    assert_healthy(graph, feeder)
+
+
+def test_20_model_error_is_reported_and_the_engine_recovers(rig) -> None:
+    graph, feeder = rig
+    engine = graph.node.scene_qa.engine
+    original = engine.ask
+
+    def failing(*args, **kwargs):
+        raise ModelError("CUDA out of memory (injected)")
+
+    engine.ask = failing
+    try:
+        resp = graph.query(task=REQ.TASK_QUESTION, text="how many tables?")
+    finally:
+        engine.ask = original
+    assert resp.status == R.STATUS_MODEL_ERROR and "out of memory" in resp.message
+    assert_healthy(graph, feeder)
+
+
+def test_21_query_timeout_is_reported(rig) -> None:
+    graph, feeder = rig
+    engine, cfg = graph.node.scene_qa.engine, graph.node.config
+    original = engine.ask
+
+    def slow(*args, **kwargs):
+        time.sleep(1.5)
+        return original(*args, **kwargs)
+
+    engine.ask = slow
+    graph.node.config = dataclasses.replace(cfg, query_timeout_s=0.3)
+    try:
+        resp = graph.query(task=REQ.TASK_QUESTION, text="is there a bed?")
+    finally:
+        graph.node.config = cfg
+        time.sleep(1.6)  # let the running query finish before restoring
+        engine.ask = original
+    assert resp.status == R.STATUS_TIMEOUT and "query_timeout_s" in resp.message
+    assert_healthy(graph, feeder)
+
+
+def test_22_empty_detector_proposal_list(rig) -> None:
+    graph, feeder = rig
+    feeder.proposals.publish(DetectedObjectArray(header=Header(frame_id="map")))
+    time.sleep(0.3)
+    resp = graph.query(task=REQ.TASK_GROUND, text="the chair near the door")
+    assert resp.status == R.STATUS_NO_DATA and "proposals" in resp.message
+    time.sleep(2.2)  # detector proposals go stale: built-in ones are used again
+    resp = graph.query(task=REQ.TASK_GROUND, text="the chair near the door")
+    assert resp.status in (R.STATUS_OK, R.STATUS_NO_DATA), resp.message
+    assert_healthy(graph, feeder)
+
+
+def test_23_absurd_detector_proposals_are_rejected(rig) -> None:
+    graph, feeder = rig
+    before = bad_count(graph)
+    arr = DetectedObjectArray(header=Header(frame_id="map"))
+    bad = DetectedObject(id=1)
+    bad.box.size.x = -2.0
+    arr.objects.append(bad)
+    nan = DetectedObject(id=2)
+    nan.box.center.x = float("nan")
+    arr.objects.append(nan)
+    feeder.proposals.publish(arr)
+    graph.wait_for(lambda: bad_count(graph) > before, 5.0, "a bad-message count")
+    assert "proposals ignored" in counters(graph)["last_bad_message"]
+    good = DetectedObjectArray(header=Header(frame_id="map"))
+    obj = DetectedObject(id=7, label="box", score=0.9)
+    obj.box.size.x = obj.box.size.y = obj.box.size.z = 0.5
+    good.objects.append(obj)
+    feeder.proposals.publish(good)
+    time.sleep(0.3)
+    resp = graph.query(task=REQ.TASK_GROUND, text="the box")
+    assert resp.status == R.STATUS_OK and resp.objects[0].id == 0 and resp.objects[0].label == "box"
+    assert_healthy(graph, feeder)
+
+
+def test_24_lifecycle_deactivate_and_reactivate(rig) -> None:
+    graph, feeder = rig
+    node = graph.node
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert node._state_machine.current_state[1] == "inactive"
+    resp = graph.query(task=REQ.TASK_QUESTION, text="how many chairs?")
+    assert resp.status == R.STATUS_NO_DATA and "not active" in resp.message
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert node._state_machine.current_state[1] == "active"
+    assert_healthy(graph, feeder)
