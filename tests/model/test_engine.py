@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from video3d_ros.geometry import Box3D
+from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.errors import ModelError
 from video3d_ros.model.processor import caption_prompt, grounding_prompt, qa_prompt
 
@@ -200,3 +201,18 @@ def test_rgb_and_depth_of_different_size(engine, frame_factory):
     engine.add_keyframe(0, rgb, xyz_small, valid_small)
     with pytest.raises(ValueError, match="aspect ratio"):
         engine.add_keyframe(1, rgb[:, :200], xyz_small, valid_small)
+
+
+def test_object_feature_cache_follows_keyframe_and_proposal_changes(engine, frames, processor):
+    boxes = [Box3D(np.array([0.5, 0.5, 1.3]), np.array([0.6, 0.6, 1.0])),
+             Box3D(np.array([1.5, 1.5, 1.3]), np.array([0.8, 0.8, 1.0]))]
+    _fill(engine, frames[:3])
+    first = engine.ground("the lamp", boxes).scores
+    np.testing.assert_array_equal(engine.ground("the lamp", boxes).scores, first)  # cached features
+    engine.remove_keyframe(engine.keyframe_ids[0])
+    fresh = Video3DEngine(engine.model, processor, max_new_tokens=8)
+    _fill(fresh, frames[1:3])
+    np.testing.assert_allclose(engine.ground("the lamp", boxes).scores,
+                               fresh.ground("the lamp", boxes).scores, atol=1e-5)
+    np.testing.assert_allclose(engine.ground("the lamp", boxes[::-1]).scores,
+                               fresh.ground("the lamp", boxes).scores[::-1], atol=1e-5)

@@ -233,3 +233,23 @@ def test_position_encoding_changes_tokens(tiny_model, processor, frames):
     g = tiny_model.config.grid.pooled_per_side
     diff = (a.tokens - b.tokens).view(g, g + 1, -1).abs().amax(-1)
     assert torch.all(diff[:, :g] > 0) and torch.all(diff[:, g] == 0)  # newlines carry no PE
+
+
+def test_cell_index_equals_pixelwise_inside_cells():
+    """The bounds-pruned index gives exactly the pixel-by-pixel answer, for many boxes."""
+    from video3d_ros.model.object_features import CellIndex
+
+    rng = np.random.default_rng(3)
+    f, c, k = 3, 6, 4
+    s = c * k + 2  # crop larger than the used area, like 384 vs 378
+    xyz = rng.uniform(-2, 2, (f, s, s, 3)).astype(np.float32)
+    xyz[1] = np.cumsum(rng.uniform(0, 0.05, (s, s, 3)), axis=0).astype(np.float32)  # smooth surface
+    valid = rng.random((f, s, s)) > 0.2
+    valid[2, :k, :k] = False  # a cell with no valid pixel
+    index = CellIndex(xyz, valid, k, c)
+    for i in range(60):
+        lo = rng.uniform(-2, 1.5, 3)
+        box = Box3D.from_min_max(lo, lo + rng.uniform(0.05, 3.0, 3))
+        for fraction in (0.0, 0.25, 0.5, 1.0):
+            expected = inside_cells(xyz, valid, box, k, c, fraction)
+            assert np.array_equal(index.inside(box, fraction), expected), (i, fraction)

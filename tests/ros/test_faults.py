@@ -12,71 +12,18 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import PoseStamped  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from video3d_interfaces.msg import DetectedObject, DetectedObjectArray  # noqa: E402
 from video3d_interfaces.srv import Query  # noqa: E402
 from video3d_ros.model.errors import ModelError  # noqa: E402
 from video3d_ros.ros import convert  # noqa: E402
-from video3d_ros.ros.harness import Graph, write_untrained_tiny  # noqa: E402
-from video3d_ros.scenes import RenderConfig, SceneCamera, generate_scene  # noqa: E402
+from video3d_ros.ros.harness import FramePublisher, Graph, write_untrained_tiny  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 R = Query.Response
 REQ = Query.Request
-
-
-class Feeder:
-    """Publishes hand-made sensor messages into the node's inputs."""
-
-    def __init__(self, graph: Graph, n_frames: int = 24) -> None:
-        self.node = rclpy.create_node("v3d_fault_feeder", context=graph.context)
-        self.color = self.node.create_publisher(Image, "color/image", 50)
-        self.depth = self.node.create_publisher(Image, "depth/image", 50)
-        self.color_info = self.node.create_publisher(CameraInfo, "color/camera_info", 50)
-        self.depth_info = self.node.create_publisher(CameraInfo, "depth/camera_info", 50)
-        self.pose = self.node.create_publisher(PoseStamped, "camera_pose", 50)
-        self.proposals = self.node.create_publisher(DetectedObjectArray, "proposals", 10)
-        scene = generate_scene(seed=11, scene_id="scene0011_00")
-        cam = SceneCamera(scene, RenderConfig(width=96, height=72))
-        step = max(1, len(cam) // n_frames)
-        self.frames = [cam.render(i) for i in range(0, len(cam), step)][:n_frames]
-        self.t = 1000.0
-        self.i = 0
-        time.sleep(0.5)  # discovery
-
-    def header(self, stamp_s: float, frame: str = "cam") -> Header:
-        return Header(stamp=convert.s_to_stamp(stamp_s), frame_id=frame)
-
-    def send(self, *, rgb=None, depth=None, color_msg=None, depth_msg=None, info=True, pose=True,
-             stamp_s=None, T=None, K=None, pose_delay_s=0.0) -> float:
-        f = self.frames[self.i % len(self.frames)]
-        self.i += 1
-        if stamp_s is None:
-            self.t += 0.1
-            stamp_s = self.t
-        h = self.header(stamp_s)
-        rgb = f.rgb if rgb is None else rgb
-        depth = f.depth_mm if depth is None else depth
-        if info:
-            K_ = f.K if K is None else K
-            self.color_info.publish(convert.K_to_camera_info(K_, rgb.shape[1], rgb.shape[0], h))
-        self.color.publish(color_msg or convert.rgb_to_image(rgb, h))
-        self.depth.publish(depth_msg or convert.depth_to_image(depth, h))
-        if pose:
-            msg = PoseStamped(header=self.header(stamp_s, "map"),
-                              pose=convert.matrix_to_pose(f.T_world_cam if T is None else T))
-            if pose_delay_s:
-                threading.Timer(pose_delay_s, self.pose.publish, (msg,)).start()
-            else:
-                self.pose.publish(msg)
-        return stamp_s
-
-    def good(self, n: int = 6, period_s: float = 0.03) -> None:
-        for _ in range(n):
-            self.send()
-            time.sleep(period_s)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +38,7 @@ def rig(model_dir):
                                "max_pending_queries": 1, "max_text_chars": 2000, "sensor_qos": False,
                                "proposals_timeout_s": 2.0})
     graph.wait_active()
-    feeder = Feeder(graph)
+    feeder = FramePublisher(graph, n_frames=24, width=96, height=72)
     yield graph, feeder
     feeder.node.destroy_node()
     graph.close()
@@ -106,7 +53,7 @@ def wait_ingested(graph: Graph, at_least: int, timeout_s: float = 20.0) -> None:
                    f"{at_least} frames ingested")
 
 
-def assert_healthy(graph: Graph, feeder: Feeder) -> None:
+def assert_healthy(graph: Graph, feeder: FramePublisher) -> None:
     """Good frames still flow in and a question gets an OK answer."""
     before = counters(graph)["frames_ingested"]
     feeder.good(4)

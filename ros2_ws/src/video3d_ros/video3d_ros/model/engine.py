@@ -43,7 +43,7 @@ from .config import ObjectFeatureKind
 from .errors import ModelError
 from .grounding import select_multiple
 from .modeling import Video3DModel, hf_text_config
-from .object_features import inside_cells
+from .object_features import CellIndex
 from .position_encoding import center_points
 from .processor import (
     Video3DProcessor,
@@ -120,6 +120,8 @@ class Video3DEngine:
         self._frames: dict[int, _Keyframe] = {}
         self._counter = itertools.count()
         self._prefix: _Prefix | None = None
+        self._objects: tuple[tuple, torch.Tensor] | None = None  # (keyframes + boxes key, (N, D))
+        self._cells: tuple[tuple[int, ...], CellIndex] | None = None  # per keyframe set
         self._lock = threading.RLock()
         self._text_config = hf_text_config(self.config, "sdpa")
 
@@ -314,21 +316,28 @@ class Video3DEngine:
                     self._prefix = None
 
     def _object_features(self, proposals: list[Box3D]) -> torch.Tensor:
+        """(N, D) proposal features; cached for the current keyframes and proposal set.
+
+        They depend on the keyframes and the boxes, not on the query text, so
+        repeated grounding queries on an unchanged buffer reuse them.
+        """
         frames = self._ordered()
         d = self.config.text.hidden_size
         if not proposals:
             return torch.zeros(0, d, device=self.model.device, dtype=self.model.dtype)
+        key = (tuple(k for k, _ in frames),
+               np.stack([b.as_row() for b in proposals]).tobytes())
+        if self._objects is not None and self._objects[0] == key:
+            return self._objects[1]
         grid, g = self.config.grid, self.config.grounding
         if g.object_feature is ObjectFeatureKind.PATCH14:
             cell, per_side = grid.patch_size_px, grid.patches_per_side
         else:
             cell, per_side = grid.cell_px, grid.pooled_per_side
         if frames:
-            xyz = np.stack([f.xyz_m for _, f in frames])  # (F, S, S, 3)
-            valid = np.stack([f.valid for _, f in frames])  # (F, S, S)
+            index = self._cell_index(frames, key[0], cell, per_side)
             feats = torch.stack([f.object_features for _, f in frames])  # (F, C, C, D)
-            masks = [inside_cells(xyz, valid, b, cell, per_side, g.inside_fraction)
-                     for b in proposals]
+            masks = [index.inside(b, g.inside_fraction) for b in proposals]
         else:
             feats = torch.zeros(0, per_side, per_side, d, device=self.model.device,
                                 dtype=self.model.dtype)
@@ -337,14 +346,24 @@ class Video3DEngine:
         if g.add_center_encoding:
             c = np.stack([b.center_m for b in proposals])  # (N, 3)
             centres = torch.from_numpy(center_points(c, self.config.position))  # (N, K, 3)
-        return self.model.object_features(feats, masks, centres)
+        out = self.model.object_features(feats, masks, centres)
+        self._objects = (key, out)
+        return out
+
+    def _cell_index(self, frames: list[tuple[int, _Keyframe]], key: tuple[int, ...], cell: int,
+                    per_side: int) -> CellIndex:
+        if self._cells is None or self._cells[0] != key:
+            xyz = np.stack([f.xyz_m for _, f in frames])  # (F, S, S, 3)
+            valid = np.stack([f.valid for _, f in frames])  # (F, S, S)
+            self._cells = (key, CellIndex(xyz, valid, cell, per_side))
+        return self._cells[1]
 
     @contextlib.contextmanager
     def _model_errors(self) -> Iterator[None]:
         try:
             yield
         except RuntimeError as e:  # includes torch.OutOfMemoryError
-            self._prefix = None
+            self._prefix = self._objects = self._cells = None
             if self.model.device.type == "cuda":
                 torch.cuda.empty_cache()
             raise ModelError(f"model failed: {type(e).__name__}: {e}") from e

@@ -14,12 +14,18 @@ import rclpy
 from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
+from video3d_interfaces.msg import DetectedObjectArray
+
 from video3d_interfaces.srv import Query
+from video3d_ros.ros import convert
 from video3d_ros.ros.node import Video3DNode
 from video3d_ros.ros.synthetic_camera import SyntheticCamera
+from video3d_ros.scenes import RenderConfig, SceneCamera, generate_scene
 
 
 def write_untrained_tiny(directory: Path) -> Path:
@@ -101,3 +107,60 @@ class Graph:
                 n.destroy_node()
         self.context.try_shutdown()
         self._thread.join(timeout=10.0)
+
+
+class FramePublisher:
+    """Publishes pre-rendered (or hand-made) sensor messages into the node's inputs.
+
+    Tests use it to inject faults; benchmarks to feed frames at a set rate
+    independent of rendering speed.
+    """
+
+    def __init__(self, graph: "Graph", n_frames: int = 24, width: int = 96, height: int = 72,
+                 seed: int = 11) -> None:
+        self.node = rclpy.create_node("v3d_fault_feeder", context=graph.context)
+        self.color = self.node.create_publisher(Image, "color/image", 50)
+        self.depth = self.node.create_publisher(Image, "depth/image", 50)
+        self.color_info = self.node.create_publisher(CameraInfo, "color/camera_info", 50)
+        self.depth_info = self.node.create_publisher(CameraInfo, "depth/camera_info", 50)
+        self.pose = self.node.create_publisher(PoseStamped, "camera_pose", 50)
+        self.proposals = self.node.create_publisher(DetectedObjectArray, "proposals", 10)
+        scene = generate_scene(seed=seed, scene_id=f"scene{seed:04d}_00")
+        cam = SceneCamera(scene, RenderConfig(width=width, height=height))
+        step = max(1, len(cam) // n_frames)
+        self.frames = [cam.render(i) for i in range(0, len(cam), step)][:n_frames]
+        self.t = 1000.0
+        self.i = 0
+        time.sleep(0.5)  # discovery
+
+    def header(self, stamp_s: float, frame: str = "cam") -> Header:
+        return Header(stamp=convert.s_to_stamp(stamp_s), frame_id=frame)
+
+    def send(self, *, rgb=None, depth=None, color_msg=None, depth_msg=None, info=True, pose=True,
+             stamp_s=None, T=None, K=None, pose_delay_s=0.0) -> float:
+        f = self.frames[self.i % len(self.frames)]
+        self.i += 1
+        if stamp_s is None:
+            self.t += 0.1
+            stamp_s = self.t
+        h = self.header(stamp_s)
+        rgb = f.rgb if rgb is None else rgb
+        depth = f.depth_mm if depth is None else depth
+        if info:
+            K_ = f.K if K is None else K
+            self.color_info.publish(convert.K_to_camera_info(K_, rgb.shape[1], rgb.shape[0], h))
+        self.color.publish(color_msg or convert.rgb_to_image(rgb, h))
+        self.depth.publish(depth_msg or convert.depth_to_image(depth, h))
+        if pose:
+            msg = PoseStamped(header=self.header(stamp_s, "map"),
+                              pose=convert.matrix_to_pose(f.T_world_cam if T is None else T))
+            if pose_delay_s:
+                threading.Timer(pose_delay_s, self.pose.publish, (msg,)).start()
+            else:
+                self.pose.publish(msg)
+        return stamp_s
+
+    def good(self, n: int = 6, period_s: float = 0.03) -> None:
+        for _ in range(n):
+            self.send()
+            time.sleep(period_s)
