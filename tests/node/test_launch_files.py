@@ -56,3 +56,14 @@ def test_package_manifests_are_valid_format_3(manifest) -> None:
     pkg = catkin_pkg.parse_package(str(ROOT / manifest))
     pkg.validate()
     assert pkg.package_format == 3
+
+
+def test_dockerfile_copies_paths_that_exist() -> None:
+    """The image cannot be built here (no Docker engine); at least its inputs must exist."""
+    text = (ROOT / "docker" / "Dockerfile").read_text()
+    sources = re.findall(r"^COPY\s+(\S+)\s+\S+", text, flags=re.MULTILINE)
+    assert sources, "no COPY lines found"
+    for src in sources:
+        assert (ROOT / src).exists(), f"Dockerfile copies {src}, which is not in the repository"
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    assert compose["services"]["video3d"]["build"]["dockerfile"] == "docker/Dockerfile"
