@@ -311,9 +311,11 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
                 acc = {"loss": 0.0, "lm_loss": 0.0, "ground_loss": 0.0, "n": 0}
                 bar.set_postfix(loss=f"{row['loss']:.3f}", lm=f"{row['lm_loss']:.3f}",
                                 ground=f"{row['ground_loss']:.3f}")
-            if progress.step % recipe.save_every_steps == 0 or progress.step == pl.total_steps:
+            stop = stop_after_steps is not None and progress.step >= stop_after_steps
+            if progress.step % recipe.save_every_steps == 0 or progress.step == pl.total_steps \
+                    or stop:
                 checkpoint()
-            if stop_after_steps is not None and progress.step >= stop_after_steps:
+            if stop:
                 bar.close()
                 return out
             if progress.step >= pl.total_steps:
@@ -331,6 +333,27 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     return out
 
 
+def export_checkpoint(run_dir: str | Path, out: str | Path) -> Path:
+    """Write the latest training checkpoint of ``run_dir`` in our model format to ``out``."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir} has no training checkpoint")
+    recipe = load_recipe(Path(run_dir) / "recipe.yaml")
+    tok = load_tokenizer(Path(run_dir) / "tokenizer")
+    if recipe.model.init is ModelInit.CHECKPOINT:
+        config = load_pretrained(recipe.model.checkpoint, Runtime(torch.device("cpu"),
+                                 torch.float32, "sdpa")).model.config
+    else:
+        config = SHAPES[recipe.model.shape](len(tok), token_ids_of(tok))
+    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)["model"]
+    model = materialize(build_empty(config), Runtime(torch.device("cpu"), torch.float32, "sdpa"),
+                        state, where=str(ckpt))
+    if model.config.grounding is not None:
+        model.config.grounding.loss = recipe.model.ground_loss
+    save_pretrained(model, tok, out)
+    return Path(out)
+
+
 def _under(root: str, path: str | None) -> Path | None:
     return None if path is None else Path(root) / path
 
@@ -344,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--skip-bad", action="store_true", help="log and count bad samples")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--stop-after-steps", type=int, default=None,
+                   help="stop (as if interrupted) after N steps and export those weights to "
+                        "<output-dir>/step<N>/")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0: torch's default); 1 is fastest on a busy machine")
     args = p.parse_args(argv)
@@ -356,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"video3d-train: {e}", file=sys.stderr)
         return 2
     train(recipe, args.output_dir, resume=args.resume, skip_bad=args.skip_bad,
-          progress_bar=not args.no_progress)
+          stop_after_steps=args.stop_after_steps, progress_bar=not args.no_progress)
+    if args.stop_after_steps is not None:
+        export_checkpoint(args.output_dir, args.output_dir / f"step{args.stop_after_steps}")
     return 0
 
 
