@@ -398,3 +398,40 @@ def test_24_lifecycle_deactivate_and_reactivate(rig) -> None:
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     assert node._state_machine.current_state[1] == "active"
     assert_healthy(graph, feeder)
+
+
+def test_25_cleanup_and_configure_again(rig) -> None:
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    graph, feeder = rig
+    node = graph.node
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert node._state_machine.current_state[1] == "unconfigured" and node.scene_qa is None
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    resp = graph.query(task=REQ.TASK_QUESTION, text="how many chairs?")
+    assert resp.status == R.STATUS_NO_DATA  # a fresh buffer after cleanup
+    assert_healthy(graph, feeder)
+
+
+@pytest.mark.parametrize("damage", ["truncated_weights", "not_a_checkpoint"])
+def test_26_corrupt_checkpoint_fails_configure_cleanly(model_dir, tmp_path, damage) -> None:
+    import shutil
+
+    bad = tmp_path / "bad_model"
+    shutil.copytree(model_dir, bad)
+    if damage == "truncated_weights":
+        weights = bad / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        (bad / "config.json").write_text('{"hello": "world"}')
+    graph = Graph(bad, with_camera=False)
+    try:
+        graph.wait_for(lambda: graph.node.configure_error, 20.0, "the configure attempt")
+        assert "cannot load the model" in graph.node.configure_error
+        assert graph.node._state_machine.current_state[1] == "unconfigured" and not graph.node._active
+        assert graph.node._service is None  # no service without a model; the process lives on
+        assert graph.node.context.ok()
+    finally:
+        graph.close()

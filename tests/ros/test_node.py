@@ -81,3 +81,20 @@ def test_diagnostics_and_coverage_outputs(graph) -> None:
     graph.wait_for(lambda: graph.messages["keyframes"], 10.0, "keyframe frustums")
     frustum = graph.messages["keyframes"][-1].markers[0]
     assert frustum.ns == "keyframes" and len(frustum.points) % 16 == 0 and frustum.points
+
+
+def test_video3d_query_command_prints_the_answer(graph, capsys) -> None:
+    from video3d_ros.ros.query_client import main as query_main
+
+    rc = query_main(["the red chair next to the table", "--task", "ground", "--json"])
+    out = capsys.readouterr().out
+    import json
+
+    d = json.loads(out)
+    assert rc == 0 and d["status"] == "OK" and d["objects"] and d["frame_id"] == "map"
+    assert d["objects"][0]["score"] >= d["objects"][-1]["score"]
+    rc = query_main(["--task", "caption", "--target", "0", "0", "0.5"])
+    assert rc == 0 and "status: OK" in capsys.readouterr().out
+    rc = query_main(["--task", "caption"])  # no target: the node says INVALID, exit status 1
+    assert rc == 1 and "needs a target" in capsys.readouterr().out
+    assert query_main(["x", "--target", "1", "2"]) == 2  # malformed locally

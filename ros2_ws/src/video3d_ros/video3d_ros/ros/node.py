@@ -118,6 +118,7 @@ class Video3DNode(LifecycleNode):
         self.worker: QueryWorker | None = None
         self.scene_qa: SceneQA | None = None
         self.counters = _Counters()
+        self.configure_error = ""  # why the last configure failed (also logged)
         self._active = False
         self._subs: list = []
         self._timers: list = []
@@ -150,13 +151,11 @@ class Video3DNode(LifecycleNode):
         try:
             self.config = cfg = self.read_config()
         except (ValueError, TypeError) as exc:
-            self.get_logger().error(f"invalid parameters: {exc}")
-            return TransitionCallbackReturn.FAILURE
+            return self._configure_failed(f"invalid parameters: {exc}")
         try:
             engine = load_engine(cfg.model_path or None, cfg.device or None, cfg.max_new_tokens)
         except Exception as exc:  # a bad checkpoint must not take the node down
-            self.get_logger().error(f"cannot load the model: {type(exc).__name__}: {exc}")
-            return TransitionCallbackReturn.FAILURE
+            return self._configure_failed(f"cannot load the model: {type(exc).__name__}: {exc}")
         self.scene_qa = SceneQA(engine, cfg.scene_qa_config())
         self.buffer = RollingKeyframeBuffer(cfg.buffer_config())
         self.ingestor = FrameIngestor(self.buffer, queue_size=cfg.ingest_queue_size,
@@ -177,18 +176,24 @@ class Video3DNode(LifecycleNode):
         if pose is PoseSource.AUTO:
             pose = PoseSource.TF if tf2_ros is not None else PoseSource.TOPIC
         if pose is PoseSource.TF and tf2_ros is None:
-            self.get_logger().error("pose_source 'tf' needs tf2_ros, which is not installed; "
-                                    "use pose_source 'topic'")
-            return TransitionCallbackReturn.FAILURE
+            self._release()
+            return self._configure_failed("pose_source 'tf' needs tf2_ros, which is not installed; "
+                                          "use pose_source 'topic'")
         self._pose_source = pose
         if pose is PoseSource.TF:
             self._tf_buffer = tf2_ros.Buffer()
             self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+        self.configure_error = ""
         self.get_logger().info(
             f"configured: model {'embedded' if not cfg.model_path else cfg.model_path}, pose from "
             f"{pose.value}, sync {'message_filters' if message_filters else 'built-in'}, "
             f"K={cfg.buffer_capacity}")
         return TransitionCallbackReturn.SUCCESS
+
+    def _configure_failed(self, why: str) -> TransitionCallbackReturn:
+        self.configure_error = why
+        self.get_logger().error(why)
+        return TransitionCallbackReturn.FAILURE
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         cfg = self.config
