@@ -12,9 +12,7 @@ scan: ``color/image`` (rgb8), ``depth/image`` (16UC1, mm), ``color/camera_info``
 from __future__ import annotations
 
 import threading
-import time
 
-import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped, TransformStamped
 from rcl_interfaces.msg import ParameterDescriptor
