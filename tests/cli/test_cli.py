@@ -1,0 +1,159 @@
+"""`video3d ask`: one-shot and interactive queries, JSON + PNG outputs, errors that leave nothing behind."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from video3d_ros import cli
+from video3d_ros.geometry import Box3D
+from video3d_ros.model.engine import Video3DEngine
+from video3d_ros.query import QueryTask
+from video3d_ros.recordings import open_recording
+from video3d_ros.scan_figures import atomic_write_bytes, project_edges_px
+from video3d_ros.scan_session import ScanSession, SessionConfig
+from video3d_ros.scene_qa import SceneQA, load_engine
+
+from .layouts import write_tum
+
+FRAMES = 6
+TEXT = "the red chair next to the table"
+
+
+@pytest.fixture(scope="module")
+def proposals_file(generated, tmp_path_factory):
+    path = tmp_path_factory.mktemp("det") / "proposals.json"
+    items = [{"center_m": ((o.box_min_m + o.box_max_m) / 2).tolist(), "size_m": (o.box_max_m - o.box_min_m).tolist()}
+             for o in generated[0].objects]
+    path.write_text(json.dumps(items))
+    return path
+
+
+def _base(scan, model, *extra):
+    return ["ask", str(scan), *extra, "--frames", str(FRAMES), "--pixel-stride", "2", "--model", str(model),
+            "--max-new-tokens", "4"]
+
+
+def test_ground_one_shot_writes_json_and_png(scannet_dir, tiny_model_dir, proposals_file, tmp_path, capsys):
+    out_json, out_png = tmp_path / "boxes.json", tmp_path / "boxes.png"
+    rc = cli.main(_base(scannet_dir, tiny_model_dir, TEXT, "--task", "ground", "--proposals", str(proposals_file),
+                        "--json", str(out_json), "--png", str(out_png), "--verbose"))
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    for stage in ("loading", "frame selection", "encoding", "answering"):
+        assert stage in err
+    doc = json.loads(out_json.read_text())
+    assert doc["status"] == "ok" and doc["task"] == "ground" and doc["recording"]["layout"] == "scannet"
+    # the same query through the library, independently
+    session = ScanSession(open_recording(scannet_dir), SessionConfig(frames=FRAMES, pixel_stride=2))
+    qa = SceneQA(load_engine(tiny_model_dir, device="cpu", max_new_tokens=4))
+    boxes = [Box3D(center_m=it["center_m"], size_m=it["size_m"]) for it in json.loads(proposals_file.read_text())]
+    qa.set_external_proposals(boxes)
+    expected = session.ask(qa, TEXT, QueryTask.GROUND)
+    assert doc["keyframe_indices"] == list(session.snapshot.frame_ids)
+    assert [o["proposal_id"] for o in doc["objects"]] == [o.proposal_id for o in expected.objects]
+    for got, exp in zip(doc["objects"], expected.objects):
+        np.testing.assert_allclose(got["center_m"] + got["size_m"], exp.box.as_row(), atol=1e-9)
+        assert got["score"] == pytest.approx(exp.score, abs=1e-5)
+    with Image.open(out_png) as im:
+        assert im.format == "PNG" and im.size[0] > im.size[1] > 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["boxes.json", "boxes.png"]  # no temp files
+
+
+def test_question_prints_the_models_answer(layouts_tum, tiny_model_dir, capsys):
+    rc = cli.main(_base(layouts_tum, tiny_model_dir, "How many chairs are there?"))
+    out = capsys.readouterr().out
+    assert rc == 0
+    session = ScanSession(open_recording(layouts_tum), SessionConfig(frames=FRAMES, pixel_stride=2))
+    expected = session.ask(SceneQA(load_engine(tiny_model_dir, device="cpu", max_new_tokens=4)),
+                           "How many chairs are there?")
+    assert expected.task is QueryTask.QUESTION
+    assert out == expected.answer + "\n"
+
+
+@pytest.fixture(scope="module")
+def layouts_tum(observations, tmp_path_factory):
+    return write_tum(observations, tmp_path_factory.mktemp("tum_cli") / "tum")
+
+
+def test_interactive_encodes_once_and_answers_every_line(scannet_dir, tiny_model_dir, proposals_file,
+                                                         monkeypatch, capsys):
+    calls = []
+    original = Video3DEngine.add_keyframe
+
+    def counting(self, keyframe_id, *a, **k):
+        calls.append(keyframe_id)
+        return original(self, keyframe_id, *a, **k)
+
+    monkeypatch.setattr(Video3DEngine, "add_keyframe", counting)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(
+        "How many chairs are there?\n/task ground\n" + TEXT + "\nthe bed\n/task auto\nWhat colour is the sofa?\n"
+        "/bogus\n/quit\nnever asked\n"))
+    rc = cli.main(_base(scannet_dir, tiny_model_dir, "--interactive", "--json", "--proposals", str(proposals_file)))
+    captured = capsys.readouterr()
+    assert rc == 0
+    assert len(calls) == FRAMES and len(set(calls)) == FRAMES  # every keyframe encoded exactly once
+    docs, text, dec = [], captured.out, json.JSONDecoder()
+    i = 0
+    while text[i:].strip():
+        doc, n = dec.raw_decode(text[i:].lstrip())
+        docs.append(doc)
+        i += len(text[i:]) - len(text[i:].lstrip()) + n
+    assert [d["task"] for d in docs] == ["question", "ground", "ground", "question"]
+    assert [d["question"] for d in docs][1:3] == [TEXT, "the bed"]
+    assert all(len(d["objects"]) == 5 for d in docs[1:3])
+    assert "unknown command '/bogus'" in captured.err
+
+
+def test_bad_input_exits_2_names_the_file_and_writes_nothing(observations, tiny_model_dir, tmp_path, capsys):
+    folder = write_tum(observations[:3], tmp_path / "tum", write_poses=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    rc = cli.main(_base(folder, tiny_model_dir, TEXT, "--json", str(out / "r.json"), "--png", str(out / "r.png")))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert str(folder / "groundtruth.txt") in err and "--poses" in err
+    assert list(out.iterdir()) == []
+    assert cli.main(_base(folder, tiny_model_dir, TEXT, "--task", "grounding")) == 2
+    assert "unknown task 'grounding'" in capsys.readouterr().err
+    assert cli.main(_base(folder, tiny_model_dir, "--task", "caption", "describe it")) == 2
+    assert "needs a target" in capsys.readouterr().err
+
+
+def test_module_entry_point_reports_a_missing_scan(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "video3d_ros.cli", "ask", str(tmp_path / "nope"), "what?"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert f"{tmp_path / 'nope'}: no such file or folder" in proc.stderr
+
+
+def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeypatch):
+    target = tmp_path / "r.json"
+    target.write_bytes(b"old")
+
+    def boom(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_projected_box_edges_match_the_pinhole_model():
+    K = np.array([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]])
+    T = np.eye(4)  # camera at the origin looking along +z
+    box = Box3D(center_m=[0.0, 0.0, 2.0], size_m=[0.4, 0.2, 0.0])
+    edges = project_edges_px(box, K, T)
+    ends = {tuple(np.round(p, 6)) for e in edges for p in e}
+    # corners (±0.2, ±0.1, 2) → u = 50 ± 10, v = 40 ± 5
+    assert ends == {(40.0, 35.0), (60.0, 35.0), (40.0, 45.0), (60.0, 45.0)}
+    behind = Box3D(center_m=[0.0, 0.0, -2.0], size_m=[0.4, 0.2, 0.2])
+    assert project_edges_px(behind, K, T) == []
