@@ -17,7 +17,7 @@ from video3d_ros.geometry import Box3D
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.query import QueryTask
 from video3d_ros.recordings import open_recording
-from video3d_ros.scan_figures import atomic_write_bytes, project_edges_px
+from video3d_ros.figures import atomic_write_bytes, project_edges_px
 from video3d_ros.scan_session import ScanSession, SessionConfig
 from video3d_ros.scene_qa import SceneQA, load_engine
 

@@ -132,7 +132,7 @@ def _options(args) -> RecordingOptions:
 
 
 def _print_result(result: QueryResult, question: str, session, args, n: int | None) -> None:
-    from .scan_figures import atomic_write_bytes, grounding_figure
+    from .figures import atomic_write_bytes, grounding_figure
     from .scan_session import result_to_json
 
     if args.json is not None:

@@ -1,4 +1,4 @@
-"""Figures and atomic output files for the scan CLI (no ROS).
+"""Figures and atomic output files of query results: CLI and demo (no ROS).
 
 :func:`grounding_figure` draws (left) the keyframes' points seen from above
 with the grounded boxes' footprints and the camera positions, and (right) the
@@ -85,8 +85,11 @@ def project_edges_px(box: Box3D, K: np.ndarray, T_world_cam: np.ndarray,
 
 
 def grounding_figure(snapshot: BufferSnapshot, objects: tuple[GroundedObject, ...], K_color: dict[int, np.ndarray],
-                     title: str, max_points: int = 60000, seed: int = 0) -> bytes:
-    """PNG bytes: top-down points + boxes (best in red), and the best box projected into its best keyframe."""
+                     title: str, max_points: int = 60000, seed: int = 0, truth: Box3D | None = None) -> bytes:
+    """PNG bytes: top-down points + boxes (best in red), and the best box projected into its best keyframe.
+
+    ``truth`` (optional, e.g. a generated scene's box) is drawn green and dashed in both panels.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,19 +115,25 @@ def grounding_figure(snapshot: BufferSnapshot, objects: tuple[GroundedObject, ..
         colour = "red" if rank == 0 else "tab:blue"
         ax.add_patch(Rectangle((lo[0], lo[1]), size[0], size[1], fill=False, ec=colour, lw=2 if rank == 0 else 1))
         ax.annotate(f"{o.score:.2f}", (lo[0], lo[1] + size[1]), color=colour, fontsize=8)
+    if truth is not None:
+        ax.add_patch(Rectangle(tuple(truth.min_m[:2]), truth.size_m[0], truth.size_m[1], fill=False,
+                               ec="tab:green", ls="--", lw=2, label="truth"))
     ax.set_aspect("equal")
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     ax.set_title("top-down view (world frame)")
     ax.legend(loc="upper right", fontsize=8)
     ax = axes[1]
-    view = best_view(snapshot, objects[0].box) if objects else None
+    focus = objects[0].box if objects else truth
+    view = best_view(snapshot, focus) if focus is not None else None
     if view is not None:
         ax.imshow(view.rgb)
         K = K_color.get(view.frame_id)
-        if K is not None:
-            for a, b in project_edges_px(objects[0].box, K, view.T_world_cam):
-                ax.plot([a[0], b[0]], [a[1], b[1]], color="red", lw=1.5)
+        drawn = ([(objects[0].box, "red", "-")] if objects else []) + (
+            [(truth, "tab:green", "--")] if truth is not None else [])
+        for box, colour, style in drawn if K is not None else []:
+            for a, b in project_edges_px(box, K, view.T_world_cam):
+                ax.plot([a[0], b[0]], [a[1], b[1]], color=colour, ls=style, lw=1.5)
         h, w = view.rgb.shape[:2]
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)

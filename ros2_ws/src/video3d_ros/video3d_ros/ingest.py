@@ -199,6 +199,10 @@ class FrameIngestor:
             self.stats.rejected += 1
             self.stats.last_error = f"frame at t={obs.stamp_s:.3f}s rejected: {exc}"
             return
+        except Exception as exc:  # a bug must not stop ingestion: count it, say what it was
+            self.stats.rejected += 1
+            self.stats.last_error = (f"frame at t={obs.stamp_s:.3f}s failed: {type(exc).__name__}: {exc}")
+            return
         self.stats.ingested += 1
         self.stats.keyframes_added += int(result.added)
         self.stats.recent_ingest_times_s.append(time.monotonic())

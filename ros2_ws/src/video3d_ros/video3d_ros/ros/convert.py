@@ -16,6 +16,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from video3d_interfaces.msg import Box3D as Box3DMsg
+
 from ..geometry import Box3D
 from ..query import GroundedObject
 from ..streams import pose_from_translation_quaternion
@@ -145,6 +147,18 @@ def matrix_to_pose(T: np.ndarray) -> Pose:
     pose.position.x, pose.position.y, pose.position.z = (float(v) for v in np.asarray(T)[:3, 3])
     pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in q)
     return pose
+
+
+def box_from_msg(msg: Box3DMsg) -> Box3D:
+    """video3d_interfaces/Box3D → Box3D (ValueError on NaN or negative sizes)."""
+    return Box3D((msg.center.x, msg.center.y, msg.center.z), (msg.size.x, msg.size.y, msg.size.z))
+
+
+def box_to_msg(box: Box3D) -> Box3DMsg:
+    msg = Box3DMsg()
+    msg.center.x, msg.center.y, msg.center.z = (float(v) for v in box.center_m)
+    msg.size.x, msg.size.y, msg.size.z = (float(v) for v in box.size_m)
+    return msg
 
 
 def transform_box(box: Box3D, T_to_from: np.ndarray) -> Box3D:

@@ -26,11 +26,12 @@ from tqdm import tqdm
 
 from video3d_interfaces.srv import Query
 
-from ..figures import plot_answer
-from ..geometry import Box3D, unpack_voxel_keys
-from ..query import QueryStatus
+from ..figures import atomic_write_bytes, grounding_figure
+from ..geometry import Box3D
+from ..query import GroundedObject, QueryStatus
 from ..scene_qa import EMBEDDED_MODEL_DIR
 from ..scenes.annotations import scanqa_records, scanrefer_records, sqa3d_records
+from . import convert
 from .harness import Graph, write_untrained_tiny
 
 
@@ -104,17 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             text, truth = questions[task]
             fields = dict(task=code, text=text, publish_markers=task == "ground")
             if task == "caption":
-                fields.update(has_target=True)
-                fields_target = truth
+                fields.update(has_target=True, target=convert.box_to_msg(Box3D(truth.center_m, truth.extent_m)))
             start = time.perf_counter()
-            req_target = None
-            if task == "caption":
-                from video3d_interfaces.msg import Box3D as Box3DMsg
-
-                req_target = Box3DMsg()
-                (req_target.center.x, req_target.center.y, req_target.center.z) = (float(v) for v in fields_target.center_m)
-                (req_target.size.x, req_target.size.y, req_target.size.z) = (float(v) for v in fields_target.extent_m)
-                fields["target"] = req_target
             resp = graph.query(**fields)
             latency = time.perf_counter() - start
             results[task] = resp
@@ -133,16 +125,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{len(resp.keyframe_stamps)} keyframes)" + (f"  [{resp.message}]" if resp.message else ""))
 
         snapshot = graph.node.buffer.snapshot()
-        keys = graph.node.buffer.covered_voxel_keys()
-        points = unpack_voxel_keys(keys).astype(np.float32) * graph.node.config.voxel_size_m
         g = results["ground"]
-        boxes = [Box3D((o.box.center.x, o.box.center.y, o.box.center.z), (o.box.size.x, o.box.size.y, o.box.size.z))
-                 for o in g.objects]
+        objects = tuple(GroundedObject(o.id, o.score, convert.box_from_msg(o.box), o.label) for o in g.objects)
         target = questions["ground"][1]
-        out = Path(args.out) / "demo.png"
-        plot_answer(out, points, snapshot.keyframes, graph.camera.camera.K, boxes,
-                    truth=Box3D(target.center_m, target.extent_m),
-                    title=f"{scene.scene_id}: \"{questions['ground'][0][:70]}\"")
+        K = graph.camera.camera.K
+        png = grounding_figure(snapshot, objects, {kf.frame_id: K for kf in snapshot.keyframes},
+                               title=f"{scene.scene_id}: \"{questions['ground'][0][:90]}\"",
+                               truth=Box3D(target.center_m, target.extent_m))
+        out = atomic_write_bytes(Path(args.out) / "demo.png", png)
         print(f"\ndemo: wrote {out}  (total {time.perf_counter() - t0:.0f} s)")
         return 0 if all(r.status == Query.Response.STATUS_OK for r in results.values()) else 1
     finally:

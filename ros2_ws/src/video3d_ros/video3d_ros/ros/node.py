@@ -32,6 +32,7 @@ from dataclasses import fields
 
 import numpy as np
 import rclpy
+import torch  # noqa: F401  imported before any thread starts: scipy's array-API checks race a half-imported torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
@@ -390,9 +391,7 @@ class Video3DNode(LifecycleNode):
     def _on_proposals(self, msg: DetectedObjectArray) -> None:
         try:
             T = self._world_from(msg.header.frame_id or self.config.world_frame, msg.header.stamp)
-            boxes = [convert.transform_box(Box3D((o.box.center.x, o.box.center.y, o.box.center.z),
-                                                 (o.box.size.x, o.box.size.y, o.box.size.z)), T)
-                     for o in msg.objects]
+            boxes = [convert.transform_box(convert.box_from_msg(o.box), T) for o in msg.objects]
             too_big = [i for i, b in enumerate(boxes) if b.size_m.max() > _MAX_PROPOSAL_SIZE_M]
             if too_big:
                 raise ValueError(f"objects {too_big} are larger than {_MAX_PROPOSAL_SIZE_M:.0f} m")
@@ -440,10 +439,8 @@ class Video3DNode(LifecycleNode):
         resp.keyframe_stamps = [convert.s_to_stamp(s) for s in result.keyframe_stamps_s]
         resp.inference_time_s = float(result.inference_time_s or elapsed)
         for obj in result.objects:
-            out = DetectedObject(id=obj.proposal_id, label=obj.label, score=obj.score)
-            (out.box.center.x, out.box.center.y, out.box.center.z) = (float(v) for v in obj.box.center_m)
-            (out.box.size.x, out.box.size.y, out.box.size.z) = (float(v) for v in obj.box.size_m)
-            resp.objects.append(out)
+            resp.objects.append(DetectedObject(id=obj.proposal_id, label=obj.label, score=obj.score,
+                                               box=convert.box_to_msg(obj.box)))
         line = (f"query [{result.task.name.lower()}] {req.text[:80]!r} -> {result.status.name} "
                 f"in {elapsed * 1e3:.0f} ms{': ' + result.message if result.message else ''}")
         # rclpy fixes a call site's severity on first use: one call site per level
@@ -465,9 +462,7 @@ class Video3DNode(LifecycleNode):
         if req.has_target:
             try:
                 T = self._world_from(req.target_header.frame_id)
-                target = convert.transform_box(
-                    Box3D((req.target.center.x, req.target.center.y, req.target.center.z),
-                          (req.target.size.x, req.target.size.y, req.target.size.z)), T)
+                target = convert.transform_box(convert.box_from_msg(req.target), T)
             except LookupError as exc:
                 return QueryResult(QueryStatus.TF_ERROR, message=f"caption target: {exc}"), world
             except ValueError as exc:

@@ -23,6 +23,7 @@ from std_msgs.msg import Header
 
 from video3d_interfaces.msg import DetectedObject, DetectedObjectArray
 
+from ..geometry import Box3D
 from ..scenes import RenderConfig, SceneCamera, generate_scene
 from . import convert
 
@@ -122,10 +123,8 @@ class SyntheticCamera(Node):
     def _publish_truth(self) -> None:
         msg = DetectedObjectArray(header=Header(frame_id=self.params["world_frame"]))
         for obj in self.scene.objects:
-            out = DetectedObject(id=int(obj.object_id), label=obj.category.value, score=1.0)
-            (out.box.center.x, out.box.center.y, out.box.center.z) = (float(v) for v in obj.center_m)
-            (out.box.size.x, out.box.size.y, out.box.size.z) = (float(v) for v in obj.extent_m)
-            msg.objects.append(out)
+            msg.objects.append(DetectedObject(id=int(obj.object_id), label=obj.category.value, score=1.0,
+                                              box=convert.box_to_msg(Box3D(obj.center_m, obj.extent_m))))
         self.pub_truth.publish(msg)
 
     def destroy_node(self) -> None:
