@@ -56,6 +56,7 @@ from typing import ClassVar
 import numpy as np
 from tqdm import tqdm
 
+from . import image_msgs
 from .ingest import RgbdObservation
 from .keyframes.scan_io import ScanFormatError, read_axis_alignment, read_depth_mm, read_matrix
 from .streams import interpolate_pose, pose_from_translation_quaternion
@@ -772,34 +773,6 @@ def _stamp_s(header) -> float:
 
 
 # encoding → (dtype, channels, channel order to RGB); REP 118 depth encodings → dtype
-_COLOR_ENCODINGS: dict[str, tuple[np.dtype, int, tuple[int, ...]]] = {
-    "rgb8": (np.dtype(np.uint8), 3, (0, 1, 2)),
-    "bgr8": (np.dtype(np.uint8), 3, (2, 1, 0)),
-    "rgba8": (np.dtype(np.uint8), 4, (0, 1, 2)),
-    "bgra8": (np.dtype(np.uint8), 4, (2, 1, 0)),
-    "mono8": (np.dtype(np.uint8), 1, (0, 0, 0)),
-}
-_DEPTH_ENCODINGS: dict[str, np.dtype] = {
-    "16UC1": np.dtype(np.uint16),
-    "mono16": np.dtype(np.uint16),
-    "32FC1": np.dtype(np.float32),
-}
-
-
-def image_msg_pixels(msg, dtype: np.dtype, channels: int, source: str) -> np.ndarray:
-    """(H, W, C) array of a sensor_msgs/Image, honouring ``step`` and ``is_bigendian``."""
-    if msg.height == 0 or msg.width == 0:
-        raise RecordingError(f"{source}: image is empty ({msg.width}x{msg.height})")
-    row_bytes = msg.width * channels * dtype.itemsize
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if msg.step < row_bytes or data.size != msg.step * msg.height:
-        raise RecordingError(f"{source}: image data has {data.size} bytes; expected step·height = "
-                             f"{msg.step}·{msg.height} with step >= {row_bytes} ({msg.encoding})")
-    rows = np.ascontiguousarray(data.reshape(msg.height, msg.step)[:, :row_bytes])
-    arr = rows.view(dtype.newbyteorder(">" if msg.is_bigendian else "<"))
-    return arr.reshape(msg.height, msg.width, channels).astype(dtype, copy=False)
-
-
 def color_msg_to_rgb(msg, msgtype: str, source: str) -> np.ndarray:
     """(H, W, 3) uint8 RGB from an Image (rgb8/bgr8/rgba8/bgra8/mono8) or CompressedImage."""
     if msgtype == COMPRESSED_IMAGE_TYPE:
@@ -812,21 +785,12 @@ def color_msg_to_rgb(msg, msgtype: str, source: str) -> np.ndarray:
                 return np.asarray(im.convert("RGB"), dtype=np.uint8)
         except OSError as e:
             raise RecordingError(f"{source}: cannot decode compressed colour ({msg.format}): {e}") from e
-    spec = _COLOR_ENCODINGS.get(msg.encoding)
-    if spec is None:
-        raise RecordingError(f"{source}: unsupported colour encoding {msg.encoding!r}; expected one of "
-                             f"{', '.join(_COLOR_ENCODINGS)}")
-    dtype, channels, order = spec
-    return np.ascontiguousarray(image_msg_pixels(msg, dtype, channels, source)[:, :, list(order)])
+    return image_msgs.image_to_rgb(msg, source, RecordingError)
 
 
 def depth_msg_to_array(msg, source: str) -> np.ndarray:
     """(H, W) uint16 (16UC1/mono16) or float32 (32FC1) depth of an Image message."""
-    dtype = _DEPTH_ENCODINGS.get(msg.encoding)
-    if dtype is None:
-        raise RecordingError(f"{source}: unsupported depth encoding {msg.encoding!r}; expected one of "
-                             f"{', '.join(_DEPTH_ENCODINGS)} (REP 118)")
-    return image_msg_pixels(msg, dtype, 1, source)[:, :, 0].copy()
+    return image_msgs.image_to_depth(msg, source, RecordingError)
 
 
 class TransformTree:
@@ -945,9 +909,9 @@ class RosbagReader(RecordingReader):
                 msg = self._first(reader, c)
                 if msg is None:
                     continue
-                if msg.encoding in _DEPTH_ENCODINGS:
+                if msg.encoding in image_msgs.DEPTH_ENCODINGS:
                     depth.append(c.topic)
-                elif msg.encoding in _COLOR_ENCODINGS:
+                elif msg.encoding in image_msgs.COLOR_ENCODINGS:
                     colour.append(c.topic)
         self.color_topic = o.color_topic or self._one(colour, "colour image", "--color-topic", by_topic)
         self.depth_topic = o.depth_topic or self._one(depth, "depth image (16UC1 / 32FC1)", "--depth-topic",

@@ -1,7 +1,6 @@
 """Message ↔ numpy / plain-Python conversions (the only ROS-typed helpers).
 
-Image bytes are read with ``numpy.frombuffer`` — what ``cv_bridge`` does for
-these encodings — honouring ``step`` (row padding) and ``is_bigendian``.
+Image decoding is shared with the rosbag reader (:mod:`video3d_ros.image_msgs`).
 """
 
 from __future__ import annotations
@@ -18,25 +17,15 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from video3d_interfaces.msg import Box3D as Box3DMsg
 
+from .. import image_msgs
 from ..geometry import Box3D
 from ..query import GroundedObject
 from ..streams import pose_from_translation_quaternion
 
-# encoding -> (numpy dtype, channels, channel order to RGB)
-_COLOR_ENCODINGS: dict[str, tuple[np.dtype, int, tuple[int, ...]]] = {
-    "rgb8": (np.dtype(np.uint8), 3, (0, 1, 2)),
-    "bgr8": (np.dtype(np.uint8), 3, (2, 1, 0)),
-    "rgba8": (np.dtype(np.uint8), 4, (0, 1, 2)),
-    "bgra8": (np.dtype(np.uint8), 4, (2, 1, 0)),
-    "mono8": (np.dtype(np.uint8), 1, (0, 0, 0)),
-}
-_DEPTH_ENCODINGS: dict[str, np.dtype] = {
-    "16UC1": np.dtype(np.uint16),
-    "mono16": np.dtype(np.uint16),
-    "32FC1": np.dtype(np.float32),
-}
-COLOR_ENCODINGS = tuple(_COLOR_ENCODINGS)
-DEPTH_ENCODINGS = tuple(_DEPTH_ENCODINGS)
+COLOR_ENCODINGS = tuple(image_msgs.COLOR_ENCODINGS)
+DEPTH_ENCODINGS = tuple(image_msgs.DEPTH_ENCODINGS)
+image_to_rgb = image_msgs.image_to_rgb  # (H, W, 3) uint8 from rgb8/bgr8/rgba8/bgra8/mono8
+image_to_depth = image_msgs.image_to_depth  # (H, W) uint16 mm or float32 m (REP 118)
 
 
 def stamp_to_s(stamp: Time) -> float:
@@ -46,44 +35,6 @@ def stamp_to_s(stamp: Time) -> float:
 def s_to_stamp(t_s: float) -> Time:
     sec = int(np.floor(t_s))
     return Time(sec=sec, nanosec=min(int(round((t_s - sec) * 1e9)), 999_999_999))
-
-
-def _pixels(msg: Image, dtype: np.dtype, channels: int) -> np.ndarray:
-    """(H, W, C) view of an Image's data, checked against height/width/step."""
-    if msg.height == 0 or msg.width == 0:
-        raise ValueError(f"image is empty ({msg.width}x{msg.height})")
-    row_bytes = msg.width * channels * dtype.itemsize
-    if msg.step < row_bytes:
-        raise ValueError(f"image step {msg.step} < width·channels·bytes = {row_bytes} ({msg.encoding})")
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, (bytes, bytearray, memoryview))
-                         else msg.data, dtype=np.uint8)
-    if data.size != msg.step * msg.height:
-        raise ValueError(f"image data has {data.size} bytes, expected step·height = "
-                         f"{msg.step}·{msg.height} = {msg.step * msg.height} ({msg.encoding})")
-    rows = data.reshape(msg.height, msg.step)[:, :row_bytes]
-    order = ">" if msg.is_bigendian else "<"
-    arr = np.ascontiguousarray(rows).view(dtype.newbyteorder(order))
-    return arr.reshape(msg.height, msg.width, channels).astype(dtype, copy=False)
-
-
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from rgb8 / bgr8 / rgba8 / bgra8 / mono8."""
-    spec = _COLOR_ENCODINGS.get(msg.encoding)
-    if spec is None:
-        raise ValueError(f"unsupported colour encoding {msg.encoding!r}; expected one of "
-                         f"{', '.join(COLOR_ENCODINGS)}")
-    dtype, channels, order = spec
-    px = _pixels(msg, dtype, channels)
-    return np.ascontiguousarray(px[:, :, list(order)])
-
-
-def image_to_depth(msg: Image) -> np.ndarray:
-    """(H, W) depth: uint16 for 16UC1/mono16 (scaled units, 0 invalid), float32 metres for 32FC1."""
-    dtype = _DEPTH_ENCODINGS.get(msg.encoding)
-    if dtype is None:
-        raise ValueError(f"unsupported depth encoding {msg.encoding!r}; expected one of "
-                         f"{', '.join(DEPTH_ENCODINGS)} (REP 118)")
-    return _pixels(msg, dtype, 1)[:, :, 0].copy()
 
 
 def rgb_to_image(rgb: np.ndarray, header: Header) -> Image:
