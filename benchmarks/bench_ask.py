@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from video3d_ros.model.untrained import write_untrained_tiny
 from video3d_ros.query import QueryTask
 from video3d_ros.recordings import open_recording
 from video3d_ros.scan_session import ScanSession, SessionConfig
@@ -42,21 +43,6 @@ QUESTIONS = [
 ]
 
 
-def untrained_tiny(directory: Path) -> Path:
-    from video3d_ros.model.build import build_empty, materialize
-    from video3d_ros.model.checkpoint import save_pretrained
-    from video3d_ros.model.runtime import detect_runtime
-    from video3d_ros.model.shapes import tiny
-    from video3d_ros.model.tokenizer import build_tokenizer, token_ids_of
-
-    words = " ".join(q for q, _ in QUESTIONS).lower().replace("?", "").split()
-    corpus = [" ".join(words[(i * k) % len(words)] for k in range(1, 9)) for i in range(300)]
-    tok = build_tokenizer(corpus, vocab_size=400)
-    save_pretrained(materialize(build_empty(tiny(len(tok), token_ids_of(tok))), detect_runtime("cpu"), seed=0),
-                    tok, directory)
-    return directory
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=None, help="checkpoint dir (default: embedded)")
@@ -73,7 +59,7 @@ def main() -> None:
         if model is None:
             model = EMBEDDED_MODEL_DIR if (EMBEDDED_MODEL_DIR / "config.json").is_file() else None
         if model is None:
-            model = untrained_tiny(tmp / "tiny")
+            model = write_untrained_tiny(tmp / "tiny")
             print("model: embedded model not present; using an untrained `tiny` checkpoint (same shape)")
         else:
             print(f"model: {model}")

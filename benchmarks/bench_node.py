@@ -30,7 +30,8 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", str(60 + os.getpid() % 30))
 
 from video3d_interfaces.srv import Query  # noqa: E402
-from video3d_ros.ros.harness import FramePublisher, Graph, write_untrained_tiny  # noqa: E402
+from video3d_ros.model.untrained import write_untrained_tiny  # noqa: E402
+from video3d_ros.ros.harness import FramePublisher, Graph  # noqa: E402
 from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR  # noqa: E402
 
 REQ = Query.Request

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from video3d_ros.model.untrained import write_untrained_tiny
+
 from video3d_ros.recordings import open_recording
 from video3d_ros.scenes import RenderConfig, TrajectoryConfig, generate_scene
 from video3d_ros.scenes.writer import WriteConfig, write_scene
@@ -40,17 +42,4 @@ def observations(scannet_dir):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """An untrained `tiny` checkpoint in our format (real tokenizer, random weights)."""
-    from video3d_ros.model.build import build_empty, materialize
-    from video3d_ros.model.checkpoint import save_pretrained
-    from video3d_ros.model.runtime import detect_runtime
-    from video3d_ros.model.shapes import tiny
-    from video3d_ros.model.tokenizer import build_tokenizer, token_ids_of
-
-    words = ["chair", "table", "lamp", "bed", "sofa", "red", "blue", "left", "right", "how", "many",
-             "what", "is", "the", "of", "on", "there", "are", "colour", "a", "this"]
-    corpus = [" ".join(words[(i * k) % len(words)] for k in range(1, 9)) for i in range(300)]
-    tokenizer = build_tokenizer(corpus, vocab_size=400)
-    model = materialize(build_empty(tiny(len(tokenizer), token_ids_of(tokenizer))), detect_runtime("cpu"), seed=0)
-    directory = tmp_path_factory.mktemp("tiny_model")
-    save_pretrained(model, tokenizer, directory)
-    return directory
+    return write_untrained_tiny(tmp_path_factory.mktemp("tiny_untrained"))

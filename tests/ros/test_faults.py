@@ -19,7 +19,8 @@ from video3d_interfaces.msg import DetectedObject, DetectedObjectArray  # noqa: 
 from video3d_interfaces.srv import Query  # noqa: E402
 from video3d_ros.model.errors import ModelError  # noqa: E402
 from video3d_ros.ros import convert  # noqa: E402
-from video3d_ros.ros.harness import FramePublisher, Graph, write_untrained_tiny  # noqa: E402
+from video3d_ros.model.untrained import write_untrained_tiny  # noqa: E402
+from video3d_ros.ros.harness import FramePublisher, Graph  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 R = Query.Response

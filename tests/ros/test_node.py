@@ -9,7 +9,8 @@ from visualization_msgs.msg import Marker  # noqa: E402
 
 from video3d_interfaces.srv import Query  # noqa: E402
 
-from video3d_ros.ros.harness import Graph, write_untrained_tiny  # noqa: E402
+from video3d_ros.model.untrained import write_untrained_tiny  # noqa: E402
+from video3d_ros.ros.harness import Graph  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -34,6 +34,7 @@ setup(
             # ROS executables (`ros2 run video3d_ros <name>`, launch files)
             f"video3d_node = {PACKAGE}.ros.node:main",
             f"synthetic_camera = {PACKAGE}.ros.synthetic_camera:main",
+            f"recording_player = {PACKAGE}.ros.recording_player:main",
             # command-line tools
             f"video3d = {PACKAGE}.cli:main",
             f"video3d-demo = {PACKAGE}.ros.demo:main",

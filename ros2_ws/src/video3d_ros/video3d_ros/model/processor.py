@@ -40,6 +40,26 @@ PIXEL_MEAN = 0.5  # SigLIP normalisation
 PIXEL_STD = 0.5
 
 
+# ---- task prompts -----------------------------------------------------------------------
+# The one definition of every task's user text. The data converter
+# (video3d_train.convert) writes the processed training files with these functions and
+# the engine asks with them, so a model sees at inference exactly the text it was
+# trained on (tests/training/test_prompts.py checks it token by token).
+
+GROUNDING_INSTRUCTION = "Identify the object according to the following description."
+MULTI_OBJECT_NOTE = "There may be no corresponding object, or there may be one or more objects."
+
+
+def referring_text(description: str) -> str:
+    """A referring expression as the model sees it: first character upper-cased, rest as written.
+
+    ScanRefer/Multi3DRefer descriptions are lower-case; for them this equals the
+    reference's ``str.capitalize``, but a user's "The lamp. It is next to the TV." keeps
+    its other capitals instead of becoming "The lamp. it is next to the tv.".
+    """
+    return description[:1].upper() + description[1:]
+
+
 def qa_prompt(question: str) -> str:
     """ScanQA-style question."""
     return f" {question} Answer the question simply."
@@ -51,13 +71,22 @@ def sqa_prompt(situation: str, question: str) -> str:
 
 
 def grounding_prompt(description: str) -> str:
-    """ScanRefer / Multi3DRefer ("cls" template); the answer is ``<ground>``."""
-    return f"Identify the object according to the following description.\n{description.capitalize()}"
+    """ScanRefer ("cls" template): one target; the answer is ``<ground>``."""
+    return f"{GROUNDING_INSTRUCTION}\n{referring_text(description)}"
+
+
+def multi_grounding_prompt(description: str) -> str:
+    """Multi3DRefer: zero, one or several targets; the answer is ``<ground>``."""
+    return f"{grounding_prompt(description)}\n{MULTI_OBJECT_NOTE}"
 
 
 def caption_prompt() -> str:
-    """Scan2Cap: the ``<coord>`` token receives the encoding of the box centre."""
-    return f"Given an object located at {COORD_TOKEN}, describe the object in detail."
+    """Scan2Cap: the ``<coord>`` token receives the encoding of the box centre.
+
+    Spacing as in the processed Scan2Cap files (" <coord> , "), which the models were
+    trained on.
+    """
+    return f" Given an object located at {COORD_TOKEN} , describe the object in detail."
 
 
 @dataclass

@@ -32,7 +32,8 @@ from ..query import GroundedObject, QueryStatus
 from ..scene_qa import EMBEDDED_MODEL_DIR
 from ..scenes.annotations import scanqa_records, scanrefer_records, sqa3d_records
 from . import convert
-from .harness import Graph, write_untrained_tiny
+from ..model.untrained import write_untrained_tiny
+from .harness import Graph
 
 
 def pick_questions(scene) -> dict[str, tuple[str, object]]:

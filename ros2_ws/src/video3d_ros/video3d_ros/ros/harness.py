@@ -28,24 +28,6 @@ from video3d_ros.ros.synthetic_camera import SyntheticCamera
 from video3d_ros.scenes import RenderConfig, SceneCamera, generate_scene
 
 
-def write_untrained_tiny(directory: Path) -> Path:
-    """An untrained `tiny` checkpoint in our format (real tokenizer, random weights)."""
-    from video3d_ros.model.build import build_empty, materialize
-    from video3d_ros.model.checkpoint import save_pretrained
-    from video3d_ros.model.runtime import detect_runtime
-    from video3d_ros.model.shapes import tiny
-    from video3d_ros.model.tokenizer import build_tokenizer, token_ids_of
-
-    words = ["chair", "table", "lamp", "bed", "sofa", "red", "blue", "left", "right", "how", "many",
-             "what", "is", "the", "of", "on", "there", "are", "colour", "a", "this"]
-    corpus = [" ".join(words[(i * k) % len(words)] for k in range(1, 9)) for i in range(300)]
-    tokenizer = build_tokenizer(corpus, vocab_size=400)
-    config = tiny(len(tokenizer), token_ids_of(tokenizer))
-    model = materialize(build_empty(config), detect_runtime("cpu"), seed=0)
-    save_pretrained(model, tokenizer, directory)
-    return directory
-
-
 class Graph:
     def __init__(self, model_dir: Path, node_params: dict | None = None,
                  camera_params: dict | None = None, with_camera: bool = True) -> None:
