@@ -30,6 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from video3d_ros.geometry import box_iou_matrix
+from video3d_ros.model.processor import (
+    caption_prompt,
+    grounding_prompt,
+    multi_grounding_prompt,
+    qa_prompt,
+    referring_text,
+    sqa_prompt,
+)
+from video3d_ros.model.tokenizer import COORD_TOKEN, GROUND_TOKEN, VIDEO_TOKEN
 
 Box6 = list[float]
 Boxes = Mapping[str, Mapping[str, Box6]]
@@ -53,15 +62,9 @@ class Benchmark(enum.Enum):
 _PROCESSED_STEMS = {Benchmark.SCANREFER: "scanrefer_vg", Benchmark.MULTI3DREFER: "multi3drefer",
                     Benchmark.SCAN2CAP: "scan2cap", Benchmark.SCANQA: "scanqa", Benchmark.SQA3D: "sqa3d"}
 
-IMAGE_TOKEN = "<image>"
-GROUND_TOKEN = "<ground>"
-COORD_TOKEN = "<coord>"
-SCANREFER_PROMPT = IMAGE_TOKEN + "Identify the object according to the following description.\n{desc}"
-MULTI3DREFER_PROMPT = (IMAGE_TOKEN + "Identify the object according to the following description.\n{desc}\n"
-                       "There may be no corresponding object, or there may be one or more objects.")
-SCAN2CAP_PROMPT = IMAGE_TOKEN + " Given an object located at " + COORD_TOKEN + " , describe the object in detail."
-SCANQA_PROMPT = IMAGE_TOKEN + " {question} Answer the question simply."
-SQA3D_PROMPT = IMAGE_TOKEN + " {situation} {question} Answer the question using a single word or phrase."
+IMAGE_TOKEN = VIDEO_TOKEN  # "<image>": where the video goes in the human turn
+# The task texts come from video3d_ros.model.processor, the same functions the engine
+# asks with, so training and inference prompts cannot drift apart.
 
 
 def processed_filename(benchmark: Benchmark, split: str) -> str:
@@ -70,11 +73,6 @@ def processed_filename(benchmark: Benchmark, split: str) -> str:
 
 def _video(scene_id: str) -> str:
     return f"scannet/{scene_id}"
-
-
-def _capitalize(text: str) -> str:
-    """First character upper-cased, the rest lower-cased (Python's str.capitalize, as the reference)."""
-    return text.capitalize()
 
 
 def _conversation(question: str, answer: str) -> list[dict[str, str]]:
@@ -118,7 +116,7 @@ def convert_scanrefer(records: list[Mapping], boxes: Boxes, *, eval_types: Mappi
         qtype = r.get("eval_type") or types[(r["scene_id"], str(r["object_id"]))]
         out.append({
             "id": i, "video": _video(r["scene_id"]),
-            "conversations": _conversation(SCANREFER_PROMPT.format(desc=_capitalize(r["description"])), GROUND_TOKEN),
+            "conversations": _conversation(IMAGE_TOKEN + grounding_prompt(r["description"]), GROUND_TOKEN),
             "box": _box(boxes, r["scene_id"], r["object_id"]),
             "metadata": {"dataset": Benchmark.SCANREFER.value, "question_type": qtype, "ann_id": str(r["ann_id"]),
                          "object_id": str(r["object_id"])},
@@ -132,7 +130,7 @@ def convert_multi3drefer(records: list[Mapping], boxes: Boxes) -> list[dict]:
     for i, r in enumerate(records):
         out.append({
             "id": i, "video": _video(r["scene_id"]),
-            "conversations": _conversation(MULTI3DREFER_PROMPT.format(desc=_capitalize(r["description"])),
+            "conversations": _conversation(IMAGE_TOKEN + multi_grounding_prompt(r["description"]),
                                            GROUND_TOKEN),
             "box": [_box(boxes, r["scene_id"], oid) for oid in r["object_ids"]],
             "metadata": {"dataset": Benchmark.MULTI3DREFER.value, "question_type": r["eval_type"],
@@ -177,7 +175,7 @@ def convert_scan2cap(records: list[Mapping], boxes: Boxes, *, split: str,
                     box_input = [float(v) for v in props[j]]
         item = {
             "id": i, "video": _video(r["scene_id"]),
-            "conversations": _conversation(SCAN2CAP_PROMPT, _capitalize(r["description"])),
+            "conversations": _conversation(IMAGE_TOKEN + caption_prompt(), referring_text(r["description"])),
             "box_input": box_input, "gt_box": gt,
             "metadata": {"dataset": Benchmark.SCAN2CAP.value,
                          "question_type": r.get("eval_type") or types[(r["scene_id"], str(r["object_id"]))],
@@ -197,7 +195,7 @@ def convert_scanqa(records: list[Mapping]) -> list[dict]:
         for j, answer in enumerate(answers):
             out.append({
                 "id": f"scanqa_{r['question_id']}_{j}", "video": _video(r["scene_id"]),
-                "conversations": _conversation(SCANQA_PROMPT.format(question=r["question"]), answer),
+                "conversations": _conversation(IMAGE_TOKEN + qa_prompt(r["question"]), answer),
                 "metadata": {"dataset": Benchmark.SCANQA.value, "question_type": "unknow",
                              "question_id": r["question_id"], "answers": list(answers)},
             })
@@ -232,7 +230,7 @@ def convert_sqa3d(questions: Mapping, annotations: Mapping, *, split: str) -> li
         for s in situations:
             out.append({
                 "id": a["question_id"], "video": _video(a["scene_id"]),
-                "conversations": _conversation(SQA3D_PROMPT.format(situation=s, question=q["question"]),
+                "conversations": _conversation(IMAGE_TOKEN + sqa_prompt(s, q["question"]),
                                                a["answers"][0]["answer"]),
                 "metadata": {"dataset": Benchmark.SQA3D.value, "question_type": sqa3d_question_type(q["question"])},
             })
