@@ -65,6 +65,7 @@ from ..query import (
 from ..scene_qa import SceneQA, load_engine
 from ..streams import ApproximateTimeSync, PoseHistory
 from . import convert
+from ._spin import spin_node
 
 try:  # present on a robot with a ROS distribution; not on PyPI
     import tf2_ros
@@ -568,17 +569,8 @@ class Video3DNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = Video3DNode()
-    executor = MultiThreadedExecutor(num_threads=int(node.get_parameter("max_pending_queries").value) + 4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(Video3DNode, args, lambda node: MultiThreadedExecutor(
+        num_threads=int(node.get_parameter("max_pending_queries").value) + 4))
 
 
 if __name__ == "__main__":

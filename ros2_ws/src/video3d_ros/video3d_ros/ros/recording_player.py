@@ -19,7 +19,6 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -29,6 +28,7 @@ from std_msgs.msg import Header
 
 from ..recordings import open_recording
 from . import convert
+from ._spin import spin_node
 
 _PARAMS = {
     "path": ("", "recording: rosbag2 file/folder, ScanNet posed-images folder or TUM-style folder"),
@@ -113,15 +113,7 @@ class RecordingPlayer(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = RecordingPlayer()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(RecordingPlayer, args)
 
 
 if __name__ == "__main__":

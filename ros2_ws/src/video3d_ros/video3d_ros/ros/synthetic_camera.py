@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 
-import rclpy
 from geometry_msgs.msg import PoseStamped, TransformStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -26,6 +25,7 @@ from video3d_interfaces.msg import DetectedObject, DetectedObjectArray
 from ..geometry import Box3D
 from ..scenes import RenderConfig, SceneCamera, generate_scene
 from . import convert
+from ._spin import spin_node
 
 try:
     import tf2_ros
@@ -136,15 +136,7 @@ class SyntheticCamera(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = SyntheticCamera()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_node(SyntheticCamera, args)
 
 
 if __name__ == "__main__":

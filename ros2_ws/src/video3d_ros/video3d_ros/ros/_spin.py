@@ -1,0 +1,26 @@
+"""Entry-point plumbing shared by the package's executables."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import Executor, SingleThreadedExecutor
+from rclpy.node import Node
+
+
+def spin_node(make_node: Callable[[], Node], args: list[str] | None = None,
+              make_executor: Callable[[Node], Executor] | None = None) -> None:
+    """rclpy.init, build the node, spin until Ctrl-C, then tear everything down."""
+    rclpy.init(args=args)
+    node = make_node()
+    executor = make_executor(node) if make_executor else SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
