@@ -40,7 +40,8 @@ command -v "$PYTHON" >/dev/null 2>&1 || die "no '$PYTHON' on PATH; install Pytho
 
 # --- 1. system packages -----------------------------------------------------
 need_apt=()
-have_lib() { ldconfig -p 2>/dev/null | grep -q "$1"; }
+# grep reads all of ldconfig's output: with -q it would quit early and SIGPIPE would fail the pipe
+have_lib() { ldconfig -p 2>/dev/null | grep -F "$1" >/dev/null; }
 have_lib 'libusb-1.0.so.0' || need_apt+=(libusb-1.0-0)
 have_lib 'libgomp.so.1' || need_apt+=(libgomp1)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
