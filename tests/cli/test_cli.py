@@ -11,13 +11,13 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-
 from video3d_ros import cli
+from video3d_ros.figures import project_edges_px
+from video3d_ros.files import atomic_write_bytes
 from video3d_ros.geometry import Box3D
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.query import QueryTask
 from video3d_ros.recordings import open_recording
-from video3d_ros.figures import atomic_write_bytes, project_edges_px
 from video3d_ros.scan_session import ScanSession, SessionConfig
 from video3d_ros.scene_qa import SceneQA, load_engine
 

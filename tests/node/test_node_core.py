@@ -124,6 +124,32 @@ def test_approximate_sync_pairs_within_slop_in_order() -> None:
     assert pairs[-1] == ("c3", "d3") and len(pairs) == 2
 
 
+@pytest.mark.parametrize("depth_first", [False, True])
+def test_approximate_sync_never_pairs_a_neighbours_depth_at_high_rate(depth_first) -> None:
+    """Frames 10 ms apart with a 50 ms slop: every colour gets the depth of its own stamp."""
+    pairs = []
+    sync = ApproximateTimeSync(2, slop_s=0.05, queue_size=10, callback=lambda a, b: pairs.append((a, b)))
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        t = 1.0 + 0.01 * i
+        jitter = float(rng.uniform(-0.002, 0.002))  # depth stamped within 2 ms of its colour
+        order = [(1, t + jitter, f"d{i}"), (0, t, f"c{i}")] if depth_first else [(0, t, f"c{i}"), (1, t + jitter, f"d{i}")]
+        for index, stamp, name in order:
+            sync.add(index, stamp, name)
+    assert len(pairs) >= 39  # the last colour may wait for a later depth
+    assert all(c[1:] == d[1:] for c, d in pairs), pairs
+    assert sync.unmatched == 0
+
+
+def test_approximate_sync_drops_a_colour_without_depth() -> None:
+    pairs = []
+    sync = ApproximateTimeSync(2, slop_s=0.01, queue_size=10, callback=lambda a, b: pairs.append((a, b)))
+    sync.add(0, 1.0, "c0")  # its depth was lost
+    sync.add(0, 1.1, "c1")
+    sync.add(1, 1.1, "d1")
+    assert pairs == [("c1", "d1")] and sync.unmatched == 1
+
+
 def test_approximate_sync_recovers_when_time_goes_back() -> None:
     pairs = []
     sync = ApproximateTimeSync(2, slop_s=0.01, queue_size=5, callback=lambda a, b: pairs.append((a, b)))

@@ -3,12 +3,12 @@
 import json
 
 import torch
-
-from video3d_train.checkpointing import atomic_write_bytes, latest_checkpoint
-from video3d_train.recipes import load_recipe
-from video3d_train.train import train
+from video3d_ros.files import atomic_write_bytes
 from video3d_ros.model.checkpoint import load_pretrained
 from video3d_ros.model.runtime import Runtime
+from video3d_train.checkpointing import latest_checkpoint
+from video3d_train.recipes import load_recipe
+from video3d_train.train import train
 
 
 def _recipe(root):

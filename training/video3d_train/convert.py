@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
-
 from video3d_ros.geometry import box_iou_matrix
 from video3d_ros.model.processor import (
     caption_prompt,
@@ -39,6 +38,8 @@ from video3d_ros.model.processor import (
     sqa_prompt,
 )
 from video3d_ros.model.tokenizer import COORD_TOKEN, GROUND_TOKEN, VIDEO_TOKEN
+
+from .metrics import sqa3d_question_type
 
 Box6 = list[float]
 Boxes = Mapping[str, Mapping[str, Box6]]
@@ -200,15 +201,6 @@ def convert_scanqa(records: list[Mapping]) -> list[dict]:
                              "question_id": r["question_id"], "answers": list(answers)},
             })
     return out
-
-
-def sqa3d_question_type(question: str) -> str:
-    """what / is / how / can / which / others, by the question's first word."""
-    q = question.lstrip().lower()
-    for t in ("what", "is", "how", "can", "which"):
-        if q.startswith(t):
-            return t
-    return "others"
 
 
 def convert_sqa3d(questions: Mapping, annotations: Mapping, *, split: str) -> list[dict]:

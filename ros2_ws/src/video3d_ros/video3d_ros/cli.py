@@ -132,7 +132,8 @@ def _options(args) -> RecordingOptions:
 
 
 def _print_result(result: QueryResult, question: str, session, args, n: int | None) -> None:
-    from .figures import atomic_write_bytes, grounding_figure
+    from .figures import grounding_figure
+    from .files import atomic_write_bytes
     from .scan_session import result_to_json
 
     if args.json is not None:

@@ -10,9 +10,6 @@ folder and renamed, so a failure never leaves a half-written file.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -22,21 +19,6 @@ from .query import GroundedObject
 
 # Box corner index pairs of the 12 edges; corners are ordered by (x, y, z) bits.
 _EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def box_corners_m(box: Box3D) -> np.ndarray:

@@ -43,7 +43,7 @@ class NodeConfig:
     sync_queue_size: int = _p(10, "messages kept per input while pairing")
     pose_source: str = _p("auto", "camera pose from 'tf', 'topic' (camera_pose / odom) or 'auto'")
     pose_queue_size: int = _p(30, "frames kept while waiting for their pose (oldest dropped)")
-    pose_wait_s: float = _p(1.0, "a frame whose pose is still missing this long after newer data is dropped")
+    pose_wait_s: float = _p(1.0, "drop a frame whose pose is missing: TF after this wait; topic once poses this much newer arrived or the topic is silent this long")
     ingest_queue_size: int = _p(8, "frames waiting for keyframe selection (oldest dropped)")
     depth_scale_m: float = _p(0.001, "metres per unit of 16UC1 depth (REP 118: millimetres)")
     min_depth_m: float = _p(0.1, "nearer depth is invalid")

@@ -20,15 +20,18 @@ from scipy.spatial.transform import Rotation, Slerp
 
 
 class ApproximateTimeSync:
-    """Emit one item per input whose stamps lie within ``slop_s`` of each other.
+    """Pair each item of input 0 (the pivot, e.g. colour) with the nearest item of every other input.
 
-    Each input keeps its newest ``queue_size`` items. When an item arrives, the
-    other inputs' items nearest to its stamp are looked up; if all stamps of
-    that set lie within ``slop_s``, ``callback(*payloads)`` is called and every
-    item up to the emitted ones is dropped (so each item is used at most once
-    and stamps emitted per input only increase). A stamp older than the newest
-    emitted one on the same input (a bag that loops, a clock jump) resets that
-    input's history instead of being silently dropped forever.
+    A pivot item at stamp t is matched once every other input holds an item
+    stamped at or after t — only then is its nearest item known for sure (any
+    later item is farther). If all nearest items lie within ``slop_s`` of t,
+    ``callback(*payloads)`` is called and everything up to the matched items is
+    dropped; otherwise the pivot has no partner and is dropped. So each item is
+    used at most once, a pivot waits at most one item of the slowest input, and
+    at high rates (frames closer than the slop) frames are never paired with a
+    neighbour's depth. Each input keeps its newest ``queue_size`` items. A stamp
+    older than one already emitted on the same input (a bag that loops, a clock
+    jump) resets all inputs instead of stalling.
     """
 
     def __init__(self, n_inputs: int, slop_s: float, queue_size: int,
@@ -45,33 +48,43 @@ class ApproximateTimeSync:
         self._callback = callback
         self._lock = threading.Lock()
         self.time_resets = 0
+        self.unmatched = 0  # pivot items dropped without a partner within the slop
 
-    def add(self, index: int, stamp_s: float, payload: Any) -> bool:
-        """Add an item to input ``index``; return True when a set was emitted."""
+    def add(self, index: int, stamp_s: float, payload: Any) -> int:
+        """Add an item to input ``index``; return how many sets were emitted."""
         with self._lock:
             if stamp_s <= self._last_emitted[index]:
-                # Time went backwards on this input: start over on every input.
-                for q in self._queues:
+                for q in self._queues:  # time went backwards on this input: start over
                     q.clear()
                 self._last_emitted = [-np.inf] * len(self._queues)
                 self.time_resets += 1
             self._queues[index].append((stamp_s, payload))
-            chosen: list[int] = []
-            for q in self._queues:
-                if not q:
-                    return False
-                stamps = [s for s, _ in q]
-                chosen.append(int(np.argmin(np.abs(np.asarray(stamps) - stamp_s))))
-            picked = [q[i] for q, i in zip(self._queues, chosen)]
-            picked_stamps = [s for s, _ in picked]
-            if max(picked_stamps) - min(picked_stamps) > self.slop_s:
-                return False
-            for k, (q, i) in enumerate(zip(self._queues, chosen)):
-                for _ in range(i + 1):
-                    q.popleft()
-                self._last_emitted[k] = picked_stamps[k]
-        self._callback(*[p for _, p in picked])
-        return True
+            ready = self._match_all()
+        for payloads in ready:
+            self._callback(*payloads)
+        return len(ready)
+
+    def _match_all(self) -> list[list[Any]]:
+        ready = []
+        pivot, others = self._queues[0], self._queues[1:]
+        while pivot:
+            t = pivot[0][0]
+            if any(not q or q[-1][0] < t for q in others):
+                break  # some input's nearest item to t may still arrive
+            chosen = [min(range(len(q)), key=lambda i, q=q: abs(q[i][0] - t)) for q in others]
+            if all(abs(q[i][0] - t) <= self.slop_s for q, i in zip(others, chosen)):
+                items = [pivot.popleft()]
+                for k, (q, i) in enumerate(zip(others, chosen), start=1):
+                    for _ in range(i):
+                        q.popleft()
+                    items.append(q.popleft())
+                    self._last_emitted[k] = items[-1][0]
+                self._last_emitted[0] = t
+                ready.append([payload for _, payload in items])
+            else:
+                pivot.popleft()
+                self.unmatched += 1
+        return ready
 
 
 class PoseHistory:

@@ -23,16 +23,16 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
-
 from video3d_interfaces.srv import Query
 
-from ..figures import atomic_write_bytes, grounding_figure
+from ..figures import grounding_figure
+from ..files import atomic_write_bytes
 from ..geometry import Box3D
+from ..model.untrained import write_untrained_tiny
 from ..query import GroundedObject, QueryStatus
 from ..scene_qa import EMBEDDED_MODEL_DIR
 from ..scenes.annotations import scanqa_records, scanrefer_records, sqa3d_records
 from . import convert
-from ..model.untrained import write_untrained_tiny
 from .harness import Graph
 
 

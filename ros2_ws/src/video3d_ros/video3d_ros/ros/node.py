@@ -130,6 +130,7 @@ class Video3DNode(LifecycleNode):
         self._pending_lock = threading.Lock()
         self._K: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}  # "color"/"depth" -> (K, (h, w))
         self._poses = PoseHistory()
+        self._last_pose_wall = 0.0  # monotonic time of the last accepted pose message
         self._tf_buffer = None
         self._detector: tuple[float, list[Box3D], list[str]] | None = None
         self._sensor_group = MutuallyExclusiveCallbackGroup()
@@ -349,6 +350,7 @@ class Video3DNode(LifecycleNode):
         except ValueError as exc:
             self._bad(f"pose ignored: {exc}")
             return
+        self._last_pose_wall = time.monotonic()
         self._resolve_pending()
 
     def _lookup_pose(self, p: _Pending) -> np.ndarray | None:
@@ -360,6 +362,23 @@ class Video3DNode(LifecycleNode):
             return None
         t = self._tf_buffer.lookup_transform(world, p.optical_frame, stamp)
         return convert.transform_to_matrix(t.transform)
+
+    def _pose_expired(self, p: _Pending, now: float) -> bool:
+        """Give up on a frame's pose?
+
+        From a pose topic: when poses ``pose_wait_s`` newer than the frame have
+        arrived (its own will not come), or when the pose stream has been silent
+        for ``pose_wait_s``. A backlog (a flood, a busy executor) therefore delays
+        frames instead of dropping them; the bounded queue caps the wait. From
+        TF: after ``pose_wait_s`` of waiting, like a TF lookup timeout.
+        """
+        wait = self.config.pose_wait_s
+        if self._pose_source is PoseSource.TOPIC:
+            newest = self._poses.newest_stamp_s
+            if newest is not None and newest - p.stamp_s > wait:
+                return True
+            return now - p.waited_since > wait and now - self._last_pose_wall > wait
+        return now - p.waited_since > wait
 
     def _resolve_pending(self) -> None:
         """Hand frames whose pose is known to the ingestor; drop those that waited too long."""
@@ -377,7 +396,7 @@ class Video3DNode(LifecycleNode):
                     self._bad(f"pose lookup for frame {p.optical_frame!r} failed: {exc}")
                 if T is not None:
                     ready.append((p, T))
-                elif now - p.waited_since > self.config.pose_wait_s:
+                elif self._pose_expired(p, now):
                     self.counters.pose_failures += 1
                     self.get_logger().warning(
                         f"no camera pose for the image at t={p.stamp_s:.3f}s after "
