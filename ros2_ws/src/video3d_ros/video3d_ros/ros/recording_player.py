@@ -19,15 +19,12 @@ import threading
 import time
 
 import numpy as np
-from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header
 
 from ..recordings import open_recording
-from . import convert
+from .rgbd_publisher import RgbdPublisher
 from ._spin import spin_node
 
 _PARAMS = {
@@ -52,12 +49,7 @@ class RecordingPlayer(Node):
             raise ValueError(f"parameter 'rate' must be > 0, got {p['rate']}")
         self.params = p
         self.reader = open_recording(p["path"], layout=p["layout"] or None)
-        qos = QoSProfile(depth=10)
-        self.pub_color = self.create_publisher(Image, "color/image", qos)
-        self.pub_depth = self.create_publisher(Image, "depth/image", qos)
-        self.pub_color_info = self.create_publisher(CameraInfo, "color/camera_info", qos)
-        self.pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", qos)
-        self.pub_pose = self.create_publisher(PoseStamped, "camera_pose", 50)
+        self.out = RgbdPublisher(self, QoSProfile(depth=10), p["world_frame"], p["optical_frame"])
         self.published = 0
         self.passes = 0
         self._stop = threading.Event()
@@ -90,20 +82,11 @@ class RecordingPlayer(Node):
             offset_s = None
 
     def _publish(self, obs, stamp_s: float) -> None:
-        header = Header(stamp=convert.s_to_stamp(stamp_s), frame_id=self.params["optical_frame"])
-        h, w = obs.rgb.shape[:2]
-        self.pub_color_info.publish(convert.K_to_camera_info(obs.K_color, w, h, header))
-        if obs.K_depth is not None:
-            dh, dw = obs.depth.shape
-            self.pub_depth_info.publish(convert.K_to_camera_info(obs.K_depth, dw, dh, header))
-        self.pub_pose.publish(PoseStamped(header=Header(stamp=header.stamp, frame_id=self.params["world_frame"]),
-                                          pose=convert.matrix_to_pose(obs.T_world_cam)))
         depth = obs.depth
         if depth.dtype == np.uint16 and abs(self.reader.depth_scale_m - 0.001) > 1e-12:
             # 16UC1 means millimetres on the wire (REP 118): send other scales as float metres
             depth = np.where(depth > 0, depth * np.float32(self.reader.depth_scale_m), np.nan).astype(np.float32)
-        self.pub_color.publish(convert.rgb_to_image(obs.rgb, header))
-        self.pub_depth.publish(convert.depth_to_image(depth, header))
+        self.out.publish(stamp_s, obs.rgb, depth, obs.K_color, obs.T_world_cam, obs.K_depth)
         self.published += 1
 
     def destroy_node(self) -> None:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import threading
 
-from geometry_msgs.msg import PoseStamped, TransformStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from video3d_interfaces.msg import DetectedObject, DetectedObjectArray
@@ -25,12 +23,8 @@ from video3d_interfaces.msg import DetectedObject, DetectedObjectArray
 from ..geometry import Box3D
 from ..scenes import RenderConfig, SceneCamera, generate_scene
 from . import convert
+from .rgbd_publisher import RgbdPublisher
 from ._spin import spin_node
-
-try:
-    import tf2_ros
-except ImportError:
-    tf2_ros = None
 
 _PARAMS = {
     "seed": (0, "scene seed (same seed, same room and scan)"),
@@ -57,14 +51,9 @@ class SyntheticCamera(Node):
         self.scene = generate_scene(seed=int(p["seed"]), scene_id=f"scene{int(p['seed']):04d}_00")
         self.camera = SceneCamera(self.scene, RenderConfig(width=int(p["width"]), height=int(p["height"])))
         qos = qos_profile_sensor_data if p["sensor_qos"] else QoSProfile(depth=10)
-        self.pub_color = self.create_publisher(Image, "color/image", qos)
-        self.pub_depth = self.create_publisher(Image, "depth/image", qos)
-        self.pub_color_info = self.create_publisher(CameraInfo, "color/camera_info", qos)
-        self.pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", qos)
-        self.pub_pose = self.create_publisher(PoseStamped, "camera_pose", 50)
+        self.out = RgbdPublisher(self, qos, p["world_frame"], p["optical_frame"])
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_truth = self.create_publisher(DetectedObjectArray, "~/truth", latched)
-        self.tf = tf2_ros.TransformBroadcaster(self) if tf2_ros is not None else None
         self.published = 0
         self._index = 0
         self._ahead: dict[int, object] = {}
@@ -101,23 +90,8 @@ class SyntheticCamera(Node):
         if frame is None:
             return  # rendering fell behind: skip this tick rather than block the executor
         self._index += 1
-        stamp = self.get_clock().now().to_msg()
-        header = Header(stamp=stamp, frame_id=self.params["optical_frame"])
-        h, w = frame.depth_mm.shape
-        info = convert.K_to_camera_info(frame.K, w, h, header)
-        pose = PoseStamped(header=Header(stamp=stamp, frame_id=self.params["world_frame"]),
-                           pose=convert.matrix_to_pose(frame.T_world_cam))
-        self.pub_pose.publish(pose)
-        if self.tf is not None:
-            t = TransformStamped(header=pose.header, child_frame_id=self.params["optical_frame"])
-            t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (
-                pose.pose.position.x, pose.pose.position.y, pose.pose.position.z)
-            t.transform.rotation = pose.pose.orientation
-            self.tf.sendTransform(t)
-        self.pub_color_info.publish(info)
-        self.pub_depth_info.publish(info)
-        self.pub_color.publish(convert.rgb_to_image(frame.rgb, header))
-        self.pub_depth.publish(convert.depth_to_image(frame.depth_mm, header))
+        stamp_s = self.get_clock().now().nanoseconds * 1e-9
+        self.out.publish(stamp_s, frame.rgb, frame.depth_mm, frame.K, frame.T_world_cam)
         self.published += 1
 
     def _publish_truth(self) -> None:
