@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_keyframes_scene import make_scan  # noqa: E402
 
+from video3d_ros.keyframes.reference import set_greedy
 from video3d_ros.geometry import depth_to_world_m, voxel_keys  # noqa: E402
 from video3d_ros.keyframes import (  # noqa: E402
     BufferConfig,
@@ -67,24 +68,7 @@ class SetBuffer:
         return len(set().union(*[s for _, _, s in self.kf]))
 
 
-def set_greedy(voxel_sets, budget: int, seed: int):
-    """Plain set-based greedy max coverage with the same seeded tie rule as select_frames."""
-    rng = np.random.default_rng(seed)
-    sets = [set(s.tolist()) for s in voxel_sets]
-    used, left, order, gains = set(), list(range(len(sets))), [], []
-    for _ in range(min(budget, len(sets))):
-        g = [len(sets[f] - used) for f in left]
-        best = max(g)
-        ties = [f for f, x in zip(left, g) if x == best]
-        f = ties[rng.integers(len(ties))] if len(ties) > 1 else ties[0]
-        order.append(f)
-        gains.append(best)
-        used |= sets[f]
-        left.remove(f)
-    return order, gains
 
-
-# ------------------------------------------------------------------- parts
 def frames_of(scan, stride_note=""):
     out = []
     for i in range(len(scan.depth_m)):

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from video3d_ros.geometry import pack_voxel_indices
+from video3d_ros.keyframes.reference import set_greedy
 from video3d_ros.keyframes import SamplingStrategy, build_incidence, select_frames
 from video3d_ros.keyframes import sampling as sampling_mod
 
@@ -15,25 +16,6 @@ def keys(*ids):
     ijk = np.zeros((len(ids), 3), np.int64)
     ijk[:, 0] = ids
     return np.unique(pack_voxel_indices(ijk))
-
-
-def naive_greedy(sets, budget, seed, scene=None):
-    """Plain set-based greedy with the same tie rule (rng.integers over ties in index order)."""
-    rng = np.random.default_rng(seed)
-    sets = [set(s.tolist()) for s in sets]
-    if scene is not None:
-        sets = [s & set(scene.tolist()) for s in sets]
-    used, left, order, gains = set(), list(range(len(sets))), [], []
-    for _ in range(min(budget, len(sets))):
-        g = [len(sets[f] - used) for f in left]
-        best = max(g)
-        ties = [f for f, x in zip(left, g) if x == best]
-        f = ties[rng.integers(len(ties))] if len(ties) > 1 else ties[0]
-        order.append(f)
-        gains.append(best)
-        used |= sets[f]
-        left.remove(f)
-    return order, gains
 
 
 def test_parse_strategy_names():
@@ -116,7 +98,7 @@ def test_matches_set_based_greedy(raw_sets, budget, seed, with_scene):
     sets = [keys(*sorted(s)) if s else np.zeros(0, np.int64) for s in raw_sets]
     scene = keys(*range(0, 61, 2)) if with_scene else None
     r = select_frames(sets, "max-coverage", max_frames=budget, seed=seed, scene_voxel_keys=scene)
-    order, gains = naive_greedy(sets, budget, seed, scene)
+    order, gains = set_greedy(sets, budget, seed, scene)
     assert list(r.pick_order) == order
     assert list(r.gains) == gains
     union = set().union(*[set(s.tolist()) for s in sets])

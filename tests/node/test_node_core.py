@@ -269,7 +269,7 @@ def test_subsample_snapshot_spreads_over_time() -> None:
 
 def test_node_config_validates_with_the_parameter_name() -> None:
     assert NodeConfig().pose is PoseSource.AUTO
-    with pytest.raises(ValueError, match="pose_source must be one of"):
+    with pytest.raises(ValueError, match="unknown pose_source 'gps'; expected one of: auto, tf, topic"):
         NodeConfig(pose_source="gps")
     with pytest.raises(ValueError, match="parameter sync_slop_s must be > 0"):
         NodeConfig(sync_slop_s=0.0)

@@ -8,7 +8,7 @@ from PIL import Image
 
 from video3d_ros.geometry import depth_to_world_m
 from video3d_ros.scenes import RenderConfig, SceneCamera, TrajectoryConfig
-from video3d_ros.scenes.writer import read_axis_alignment, read_scannet_meta
+from video3d_ros.scenes.writer import read_axis_alignment
 
 
 def _surface_distance_m(scene, xyz_m: np.ndarray, ids: np.ndarray) -> np.ndarray:

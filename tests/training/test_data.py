@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from video3d_ros.keyframes import SamplingStrategy
 from video3d_ros.model.processor import Video3DProcessor

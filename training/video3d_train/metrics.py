@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from video3d_ros.enums import parse_enum
 from video3d_ros.geometry import box_iou_matrix
 from video3d_ros.model.grounding import select_multiple
 
@@ -51,13 +52,7 @@ class Task(enum.Enum):
     @classmethod
     def parse(cls, name: "str | Task") -> "Task":
         """Canonical task from a name as it appears in data files ("scanQA" → SCANQA)."""
-        if isinstance(name, cls):
-            return name
-        key = str(name).strip().lower()
-        for t in cls:
-            if t.value == key:
-                return t
-        raise ValueError(f"unknown task {name!r}; valid: {[t.value for t in cls]}")
+        return parse_enum(cls, name, "task")
 
     @property
     def is_grounding(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, fields
 
+from .enums import parse_enum
 from .keyframes import BufferConfig
 from .proposals import ProposalConfig
 from .scene_qa import SceneQAConfig
@@ -22,10 +23,7 @@ class PoseSource(enum.Enum):
 
     @classmethod
     def parse(cls, value: str) -> "PoseSource":
-        try:
-            return cls(value.strip().lower())
-        except ValueError:
-            raise ValueError(f"pose_source must be one of {[p.value for p in cls]}, got {value!r}") from None
+        return parse_enum(cls, value, "pose_source")
 
 
 def _p(default, doc: str):

@@ -57,6 +57,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import image_msgs
+from .enums import parse_enum
 from .ingest import RgbdObservation
 from .keyframes.scan_io import ScanFormatError, read_axis_alignment, read_depth_mm, read_matrix
 from .streams import interpolate_pose, pose_from_translation_quaternion
@@ -75,13 +76,7 @@ class RecordingLayout(enum.Enum):
 
     @classmethod
     def parse(cls, name: "str | RecordingLayout") -> "RecordingLayout":
-        if isinstance(name, cls):
-            return name
-        try:
-            return cls(str(name).strip().lower())
-        except ValueError:
-            raise ValueError(f"unknown layout {name!r}; expected one of "
-                             f"{', '.join(m.value for m in cls)}") from None
+        return parse_enum(cls, name, "layout")
 
 
 class DepthUnit(enum.Enum):
@@ -92,12 +87,7 @@ class DepthUnit(enum.Enum):
 
     @classmethod
     def parse(cls, name: "str | DepthUnit") -> "DepthUnit":
-        if isinstance(name, cls):
-            return name
-        try:
-            return cls(str(name).strip().lower())
-        except ValueError:
-            raise ValueError(f"unknown depth unit {name!r}; expected m or mm") from None
+        return parse_enum(cls, name, "depth unit")
 
     @property
     def metres_per_unit(self) -> float:
