@@ -113,7 +113,16 @@ class FramePublisher:
         self.frames = [cam.render(i) for i in range(0, len(cam), step)][:n_frames]
         self.t = 1000.0
         self.i = 0
-        time.sleep(0.5)  # discovery
+        self.wait_matched()
+
+    def wait_matched(self, timeout_s: float = 20.0) -> None:
+        """Block until the node subscribes to every input (DDS discovery takes a moment)."""
+        pubs = (self.color, self.depth, self.color_info, self.depth_info, self.pose)
+        deadline = time.monotonic() + timeout_s
+        while any(p.get_subscription_count() == 0 for p in pubs):
+            if time.monotonic() > deadline:
+                raise TimeoutError("video3d_node did not subscribe to the frame publisher's topics")
+            time.sleep(0.05)
 
     def header(self, stamp_s: float, frame: str = "cam") -> Header:
         return Header(stamp=convert.s_to_stamp(stamp_s), frame_id=frame)

@@ -367,7 +367,8 @@ class Video3DNode(LifecycleNode):
         """Give up on a frame's pose?
 
         From a pose topic: when poses ``pose_wait_s`` newer than the frame have
-        arrived (its own will not come), or when the pose stream has been silent
+        arrived (its own will not come; not for frames older than the whole
+        history, which follow a jump back in time), or when the pose stream has been silent
         for ``pose_wait_s``. A backlog (a flood, a busy executor) therefore delays
         frames instead of dropping them; the bounded queue caps the wait. From
         TF: after ``pose_wait_s`` of waiting, like a TF lookup timeout.
@@ -375,7 +376,9 @@ class Video3DNode(LifecycleNode):
         wait = self.config.pose_wait_s
         if self._pose_source is PoseSource.TOPIC:
             newest = self._poses.newest_stamp_s
-            if newest is not None and newest - p.stamp_s > wait:
+            # A frame far older than the history (a bag that loops, a clock jump) is
+            # not judged by stamps: its poses reset the history when they come.
+            if newest is not None and wait < newest - p.stamp_s <= self._poses.max_age_s:
                 return True
             return now - p.waited_since > wait and now - self._last_pose_wall > wait
         return now - p.waited_since > wait
