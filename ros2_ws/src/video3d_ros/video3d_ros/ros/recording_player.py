@@ -32,6 +32,7 @@ _PARAMS = {
     "layout": ("", "force a layout (scannet, rosbag2, tum); empty = detect"),
     "rate": (1.0, "playback speed (1.0 = real time)"),
     "loop": (False, "start over at the end"),
+    "wait_for_subscribers": (True, "start only once something subscribes to the images and poses"),
     "world_frame": ("map", "frame_id of the published poses"),
     "optical_frame": ("camera_color_optical_frame", "frame_id of images and camera_info"),
 }
@@ -60,6 +61,11 @@ class RecordingPlayer(Node):
 
     def _play(self) -> None:
         """Publish frames paced by their recorded stamps, shifted to the current clock."""
+        if self.params["wait_for_subscribers"]:
+            pubs = (self.out.color, self.out.depth, self.out.pose)
+            while any(p.get_subscription_count() == 0 for p in pubs):  # else the first frames are lost
+                if self._stop.wait(0.05):
+                    return
         offset_s = None
         last_s = 0.0
         while not self._stop.is_set():
