@@ -31,7 +31,7 @@ def test_bag_replayed_into_the_node_answers_queries(observations, tiny_model_dir
         graph.node.ingestor.wait_idle(10.0)
         stats = graph.node.diagnostics_values()
         assert player.published == len(observations)
-        assert stats["frames_ingested"] >= 0.9 * len(observations), (graph.node._sync.unmatched, graph.node.counters.pose_failures, graph.node.counters.pose_queue_drops, graph.node.counters.bad_messages, stats["frames_dropped_queue_full"], stats["frames_received"])
+        assert stats["frames_ingested"] >= 0.9 * len(observations), (graph.node._sync.unmatched, graph.node._sync.overflowed, graph.node.counters.pose_failures, graph.node.counters.pose_queue_drops, graph.node.counters.bad_messages, stats["frames_dropped_queue_full"], stats["frames_received"])
         assert stats["keyframes"] >= 3 and stats["frames_rejected"] == 0, stats
         resp = graph.query(task=Query.Request.TASK_GROUND, text="the chair next to the table")
         assert resp.status == Query.Response.STATUS_OK and resp.objects, resp.message

@@ -49,6 +49,7 @@ class ApproximateTimeSync:
         self._lock = threading.Lock()
         self.time_resets = 0
         self.unmatched = 0  # pivot items dropped without a partner within the slop
+        self.overflowed = 0  # items pushed out of a full queue before they were paired
 
     def add(self, index: int, stamp_s: float, payload: Any) -> int:
         """Add an item to input ``index``; return how many sets were emitted."""
@@ -58,7 +59,10 @@ class ApproximateTimeSync:
                     q.clear()
                 self._last_emitted = [-np.inf] * len(self._queues)
                 self.time_resets += 1
-            self._queues[index].append((stamp_s, payload))
+            queue = self._queues[index]
+            if len(queue) == queue.maxlen:
+                self.overflowed += 1  # the oldest item falls out unpaired
+            queue.append((stamp_s, payload))
             ready = self._match_all()
         for payloads in ready:
             self._callback(*payloads)

@@ -128,6 +128,7 @@ class Video3DNode(LifecycleNode):
         self._service = None
         self._pending: collections.deque[_Pending] = collections.deque()
         self._pending_lock = threading.Lock()
+        self._sync: ApproximateTimeSync | None = None  # built-in pairing (no message_filters)
         self._K: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}  # "color"/"depth" -> (K, (h, w))
         self._poses = PoseHistory()
         self._last_pose_wall = 0.0  # monotonic time of the last accepted pose message
@@ -566,6 +567,7 @@ class Video3DNode(LifecycleNode):
             "frames_dropped_queue_full": st.dropped_queue_full if st else 0,
             "frames_rejected": st.rejected if st else 0,
             "last_rejection": st.last_error if st else "",
+            "sync_unpaired": (self._sync.unmatched + self._sync.overflowed) if self._sync else 0,
             "pose_failures": self.counters.pose_failures,
             "pose_queue_drops": self.counters.pose_queue_drops,
             "bad_messages": self.counters.bad_messages,

@@ -33,6 +33,7 @@ _PARAMS = {
     "rate": (1.0, "playback speed (1.0 = real time)"),
     "loop": (False, "start over at the end"),
     "wait_for_subscribers": (True, "start only once something subscribes to the images and poses"),
+    "wait_for_acks": (True, "after each frame, wait (up to 1 s) until reliable subscribers acknowledged it"),
     "world_frame": ("map", "frame_id of the published poses"),
     "optical_frame": ("camera_color_optical_frame", "frame_id of images and camera_info"),
 }
@@ -93,6 +94,8 @@ class RecordingPlayer(Node):
             # 16UC1 means millimetres on the wire (REP 118): send other scales as float metres
             depth = np.where(depth > 0, depth * np.float32(self.reader.depth_scale_m), np.nan).astype(np.float32)
         self.out.publish(stamp_s, obs.rgb, depth, obs.K_color, obs.T_world_cam, obs.K_depth)
+        if self.params["wait_for_acks"]:
+            self.out.wait_acked(1.0)  # like `ros2 bag play --wait-for-all-acked`: no frame lost to a slow reader
         self.published += 1
 
     def destroy_node(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, TransformStamped
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
@@ -30,6 +31,11 @@ class RgbdPublisher:
         self.depth_info = node.create_publisher(CameraInfo, "depth/camera_info", qos)
         self.pose = node.create_publisher(PoseStamped, "camera_pose", 50)
         self.tf = tf2_ros.TransformBroadcaster(node) if tf2_ros is not None else None
+
+    def wait_acked(self, timeout_s: float) -> bool:
+        """Block until reliable subscribers acknowledged everything published (backpressure for replay)."""
+        timeout = Duration(seconds=timeout_s)
+        return all(p.wait_for_all_acked(timeout) for p in (self.pose, self.color, self.depth))
 
     def publish(self, stamp_s: float, rgb: np.ndarray, depth: np.ndarray, K_color: np.ndarray,
                 T_world_cam: np.ndarray, K_depth: np.ndarray | None = None) -> None:
