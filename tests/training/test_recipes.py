@@ -60,3 +60,10 @@ def test_overrides_parse_yaml_values():
     assert r.optim.lr == 3e-4 and r.max_steps == 7 and r.distributed is DistributedEngine.FSDP
     with pytest.raises(ValueError, match="unknown key"):
         r.with_overrides(["optim.nope=1"])
+
+
+def test_box_size_is_for_fresh_models_only():
+    r = load_recipe("tiny_generated_ground")
+    assert r.model.box_size.value == "sinusoidal" and r.model.random_init.value == "fan_in"
+    with pytest.raises(ValueError, match="box_size applies to a fresh model"):
+        load_recipe("tiny_generated").with_overrides(["model.box_size=sinusoidal"])

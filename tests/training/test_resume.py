@@ -12,7 +12,7 @@ from video3d_train.train import train
 
 
 def _recipe(root):
-    return load_recipe("tiny_generated").with_overrides([
+    return load_recipe("tiny_generated_ground").with_overrides([
         f"data.root={root}", "data.num_frames=2", "max_steps=4", "micro_batch_size=2",
         "grad_accum=2", "save_every_steps=2", "log_every_steps=1",
         "model.tokenizer_vocab_size=300",

@@ -47,7 +47,7 @@ from video3d_ros.keyframes.scan_io import (
 )
 from video3d_ros.model.config import ObjectFeatureKind, Video3DConfig
 from video3d_ros.model.object_features import inside_cells
-from video3d_ros.model.position_encoding import center_points
+from video3d_ros.model.position_encoding import center_points, size_points
 from video3d_ros.model.processor import Video3DProcessor
 from video3d_ros.model.tokenizer import GROUND_TOKEN, VIDEO_TOKEN
 
@@ -380,6 +380,8 @@ class Item:
     object_centres: torch.Tensor | None  # (N, K, 3) encoding input of candidate centres
     positives: list[int] | None  # indices of the target candidates (grounding)
     coord_points: torch.Tensor | None  # (1, K, 3) Scan2Cap <coord> centre
+    object_sizes: torch.Tensor | None = None  # (N, 1, 3) encoding input of candidate sizes
+    coord_sizes: torch.Tensor | None = None  # (1, 1, 3) Scan2Cap <coord> box size
 
 
 def target_indices(sample: Sample, objects: SceneObjects) -> list[int]:
@@ -430,19 +432,21 @@ class Video3DDataset(torch.utils.data.Dataset):
             raise _fail(s.file, s.sample_id, f"{enc.input_ids.numel()} tokens > max_length "
                                              f"{self.max_length}")
         pos_cfg = proc.config.position
-        masks = centres = positives = coord = None
-        if s.task.is_grounding and candidates is not None:
-            masks = self.store.masks_for(scene.xyz_m, scene.valid, candidates)
-            centres = torch.from_numpy(center_points(candidates[:, :3], pos_cfg))
-        elif s.task.is_grounding:
-            masks = scene.object_masks
-            centres = torch.from_numpy(center_points(scene.objects.boxes[:, :3], pos_cfg))
-            positives = target_indices(s, scene.objects)
+        masks = centres = sizes = positives = coord = coord_size = None
+        if s.task.is_grounding:
+            boxes = scene.objects.boxes if candidates is None else candidates  # (N, 6)
+            masks = (scene.object_masks if candidates is None
+                     else self.store.masks_for(scene.xyz_m, scene.valid, candidates))
+            centres = torch.from_numpy(center_points(boxes[:, :3], pos_cfg))
+            sizes = torch.from_numpy(size_points(boxes[:, 3:], pos_cfg))
+            if candidates is None:
+                positives = target_indices(s, scene.objects)
         if s.task is Task.SCAN2CAP:
             box = s.box_input if s.box_input is not None else s.target_boxes[0]
             coord = torch.from_numpy(center_points(box[:3], pos_cfg))[None]
+            coord_size = torch.from_numpy(size_points(box[3:], pos_cfg))[None]
         return Item(s, enc.input_ids, enc.labels, scene.pixel_values, scene.token_points,
-                    masks, centres, positives, coord)
+                    masks, centres, positives, coord, sizes, coord_size)
 
 
 def collate(items: list[Item]) -> list[Item]:

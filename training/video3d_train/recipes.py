@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from video3d_ros.keyframes import SamplingStrategy
-from video3d_ros.model.config import GroundLossKind
+from video3d_ros.model.config import BoxSizeEncoding, GroundLossKind, RandomInit
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 
@@ -63,12 +63,19 @@ class ModelRecipe:
     tokenizer: str | None = None  # tokenizer directory; None: train one on the train texts
     tokenizer_vocab_size: int = 1024  # BPE size when a tokenizer is trained
     ground_loss: GroundLossKind = GroundLossKind.INFONCE  # grounding loss family
+    random_init: RandomInit = RandomInit.NORMAL_0_02  # weight draw of a fresh model (init=random)
+    box_size: BoxSizeEncoding = BoxSizeEncoding.NONE  # size encoding of a fresh model's boxes
 
     def __post_init__(self) -> None:
         from video3d_ros.model.shapes import SHAPES
 
         self.init = ModelInit(self.init)
         self.ground_loss = GroundLossKind(self.ground_loss)
+        self.random_init = RandomInit(self.random_init)
+        self.box_size = BoxSizeEncoding(self.box_size)
+        if self.init is ModelInit.CHECKPOINT and self.box_size is not BoxSizeEncoding.NONE:
+            raise ValueError("model.box_size applies to a fresh model (init=random); a "
+                             "checkpoint keeps the size encoding it was trained with")
         if self.shape not in SHAPES:
             raise ValueError(f"model.shape {self.shape!r} is not one of {sorted(SHAPES)}")
         if self.init is ModelInit.CHECKPOINT and not self.checkpoint:
@@ -87,11 +94,14 @@ class DataRecipe:
     proposals_file: str | None = None  # evaluation proposals (None: ground-truth boxes)
     max_length: int = 32768  # longest token sequence; longer samples are an error
     cache_dir: str | None = None  # decoded-scene cache (None: decode on every access)
+    tokenizer_files: list[str] = field(default_factory=list)  # texts a fresh tokenizer learns
+    # from (empty: train_files); a grounding-only first phase still needs every task's words
 
     def __post_init__(self) -> None:
         self.sampling = SamplingStrategy.parse(self.sampling)
         self.train_files = [str(f) for f in self.train_files]
         self.val_files = [str(f) for f in self.val_files]
+        self.tokenizer_files = [str(f) for f in self.tokenizer_files]
         _positive(self, "num_frames")
         _positive(self, "max_length")
         if self.sampling is not SamplingStrategy.UNIFORM and not self.selection_file:

@@ -69,8 +69,13 @@ class Video3DForTraining(nn.Module):
         enc = m.encode_frames(frames, points)
         counts = [it.pixel_values.shape[0] for it in items]
         video = enc.tokens.reshape(-1, enc.tokens.shape[-1])  # (ΣF·T_f, D), batch order
-        coords = [it.coord_points for it in items if it.coord_points is not None]
-        coord_embeds = m.encode_points(torch.cat(coords)) if coords else None  # (M, D)
+        coord_items = [it for it in items if it.coord_points is not None]
+        coord_embeds = None
+        if coord_items:
+            sizes = [it.coord_sizes for it in coord_items]
+            coord_embeds = m.encode_boxes(  # (M, D)
+                torch.cat([it.coord_points for it in coord_items]),
+                None if any(x is None for x in sizes) else torch.cat(sizes))
         ids, labels, mask = (x.to(dev) for x in pad_batch(items, self.pad_id))
         out = m(ids, video_tokens=video, coord_embeds=coord_embeds, attention_mask=mask,
                 labels=labels if with_labels else None)
@@ -90,6 +95,7 @@ class Video3DForTraining(nn.Module):
                                      f"expected one <ground> token, found {pos.numel()}")
                 query = out.last_hidden_state[b, pos[0]]  # (D,)
                 centres = it.object_centres if cfg.grounding.add_center_encoding else None
-                objs = m.object_features(per_item[b], list(it.object_masks), centres)  # (N, D)
+                objs = m.object_features(per_item[b], list(it.object_masks), centres,
+                                         it.object_sizes)  # (N, D)
                 scores[b] = m.ground_scores(query, objs)  # (N + 1,)
         return out, scores

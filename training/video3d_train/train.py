@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from video3d_ros.model.build import build_empty, materialize
 from video3d_ros.model.checkpoint import load_pretrained, load_tokenizer, save_pretrained
+from video3d_ros.model.config import Video3DConfig
 from video3d_ros.model.errors import CheckpointError
 from video3d_ros.model.processor import SPATIAL_INSTRUCTION, SYSTEM_PROMPT, Video3DProcessor
 from video3d_ros.model.runtime import Runtime, detect_runtime
@@ -86,6 +87,14 @@ def tokenizer_corpus(samples: list[Sample]) -> list[str]:
     return texts
 
 
+def fresh_config(recipe: TrainRecipe, tok) -> Video3DConfig:
+    """The config of a fresh model: the recipe's shape, its tokenizer's ids and box encoding."""
+    config = SHAPES[recipe.model.shape](len(tok), token_ids_of(tok))
+    config.position.box_size = recipe.model.box_size
+    config.position.__post_init__()  # re-validate the combination
+    return config
+
+
 def build_model_and_tokenizer(recipe: TrainRecipe, samples: list[Sample], runtime: Runtime):
     """Fresh (random) or checkpoint-initialised model + its tokenizer."""
     mr = recipe.model
@@ -104,9 +113,8 @@ def build_model_and_tokenizer(recipe: TrainRecipe, samples: list[Sample], runtim
     else:
         tok = (load_tokenizer(mr.tokenizer) if mr.tokenizer
                else build_tokenizer(tokenizer_corpus(samples), vocab_size=mr.tokenizer_vocab_size))
-        config = SHAPES[mr.shape](len(tok), token_ids_of(tok))
-        model = materialize(build_empty(config, runtime.attn_implementation), runtime,
-                            seed=recipe.seed)
+        model = materialize(build_empty(fresh_config(recipe, tok), runtime.attn_implementation),
+                            runtime, seed=recipe.seed, init=mr.random_init)
     if model.config.grounding is not None:
         model.config.grounding.loss = mr.ground_loss
         model.ground_head.cfg.loss = mr.ground_loss
@@ -232,7 +240,10 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     tok_dir = out / "tokenizer"
     if resume and tok_dir.is_dir():
         recipe.model.tokenizer = str(tok_dir)  # the tokenizer trained by the interrupted run
-    model, tok = build_model_and_tokenizer(recipe, samples, runtime)
+    corpus = samples
+    if recipe.data.tokenizer_files and not recipe.model.tokenizer:
+        corpus = read_samples(recipe, recipe.data.tokenizer_files, skip_bad)
+    model, tok = build_model_and_tokenizer(recipe, corpus, runtime)
     if accel.is_main_process:
         tok.save_pretrained(str(tok_dir))
         save_recipe(recipe, out / "recipe.yaml")
@@ -344,7 +355,7 @@ def export_checkpoint(run_dir: str | Path, out: str | Path) -> Path:
         config = load_pretrained(recipe.model.checkpoint, Runtime(torch.device("cpu"),
                                  torch.float32, "sdpa")).model.config
     else:
-        config = SHAPES[recipe.model.shape](len(tok), token_ids_of(tok))
+        config = fresh_config(recipe, tok)
     state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)["model"]
     model = materialize(build_empty(config), Runtime(torch.device("cpu"), torch.float32, "sdpa"),
                         state, where=str(ckpt))

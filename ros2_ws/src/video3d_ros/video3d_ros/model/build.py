@@ -2,7 +2,7 @@
 
 :func:`build_empty` constructs on the meta device (no memory, no init);
 :func:`materialize` allocates on the target device/dtype and either loads a
-state dict (checked strictly) or draws random weights, then recomputes the
+state dict (checked strictly) or draws random weights (:class:`RandomInit`), then recomputes the
 non-persistent buffers (rotary frequencies, SigLIP position ids) that meta
 construction left undefined.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import Video3DConfig
+from .config import RandomInit, Video3DConfig
 from .modeling import Video3DModel
 from .runtime import Runtime
 
@@ -34,11 +34,11 @@ def check_keys(expected: set[str], given: set[str], where: str) -> None:
 
 def materialize(model: Video3DModel, runtime: Runtime,
                 state_dict: dict[str, torch.Tensor] | None = None, where: str = "state dict",
-                seed: int = 0) -> Video3DModel:
-    """Allocate ``model`` on ``runtime`` and fill it (weights, or random when None)."""
+                seed: int = 0, init: RandomInit = RandomInit.NORMAL_0_02) -> Video3DModel:
+    """Allocate ``model`` on ``runtime`` and fill it (weights, or random per ``init`` when None)."""
     model = model.to_empty(device=runtime.device).to(runtime.dtype)
     if state_dict is None:
-        _random_init(model, seed)
+        _random_init(model, seed, init)
     else:
         check_keys(set(model.state_dict()), set(state_dict), where)
         for name, t in model.state_dict().items():
@@ -52,7 +52,7 @@ def materialize(model: Video3DModel, runtime: Runtime,
 
 
 @torch.no_grad()
-def _random_init(model: Video3DModel, seed: int) -> None:
+def _random_init(model: Video3DModel, seed: int, init: RandomInit) -> None:
     gen = torch.Generator(device=model.device).manual_seed(seed)
     for name, p in model.named_parameters():
         if name.endswith("norm.weight") or ".layer_norm" in name or "layernorm" in name \
@@ -61,7 +61,7 @@ def _random_init(model: Video3DModel, seed: int) -> None:
         elif p.dim() == 1 and name.endswith("bias"):
             p.zero_()
         else:
-            p.normal_(0.0, 0.02, generator=gen)
+            p.normal_(0.0, init.std(name, tuple(p.shape)), generator=gen)
 
 
 def _is_norm(model: nn.Module, param_name: str) -> bool:

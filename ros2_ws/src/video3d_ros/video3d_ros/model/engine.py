@@ -44,7 +44,7 @@ from .errors import ModelError
 from .grounding import select_multiple
 from .modeling import Video3DModel, hf_text_config
 from .object_features import CellIndex
-from .position_encoding import center_points
+from .position_encoding import center_points, size_points
 from .processor import (
     Video3DProcessor,
     caption_prompt,
@@ -255,8 +255,10 @@ class Video3DEngine:
     def _coord_embeds(self, box: Box3D | None) -> torch.Tensor | None:
         if box is None:
             return None
-        pts = torch.from_numpy(center_points(box.center_m, self.config.position))[None]
-        return self.model.encode_points(pts)  # (1, D)
+        pos = self.config.position
+        pts = torch.from_numpy(center_points(box.center_m, pos))[None]  # (1, K, 3)
+        size = torch.from_numpy(size_points(box.size_m, pos))[None]  # (1, 1, 3)
+        return self.model.encode_boxes(pts, size)  # (1, D)
 
     def _ordered(self) -> list[tuple[int, _Keyframe]]:
         return sorted(self._frames.items(), key=lambda kv: kv[1].order)
@@ -342,11 +344,13 @@ class Video3DEngine:
             feats = torch.zeros(0, per_side, per_side, d, device=self.model.device,
                                 dtype=self.model.dtype)
             masks = [np.zeros((0, per_side, per_side), bool) for _ in proposals]
-        centres = None
+        centres = sizes = None
         if g.add_center_encoding:
             c = np.stack([b.center_m for b in proposals])  # (N, 3)
             centres = torch.from_numpy(center_points(c, self.config.position))  # (N, K, 3)
-        out = self.model.object_features(feats, masks, centres)
+            sz = np.stack([b.size_m for b in proposals])  # (N, 3)
+            sizes = torch.from_numpy(size_points(sz, self.config.position))  # (N, 1, 3)
+        out = self.model.object_features(feats, masks, centres, sizes)
         self._objects = (key, out)
         return out
 

@@ -111,6 +111,14 @@ def prepare_coords(xyz_m: np.ndarray, cfg: PositionEncodingConfig) -> np.ndarray
     return pts.astype(np.float32)
 
 
+def size_points(size_m: np.ndarray, cfg: PositionEncodingConfig) -> np.ndarray:
+    """Box sizes (..., 3) m → (..., 1, 3) input of the size encoding: round(size / size_unit_m)."""
+    s = np.asarray(size_m, dtype=np.float64)
+    if s.shape[-1:] != (3,):
+        raise ValueError(f"box sizes must have shape (..., 3), got {s.shape}")
+    return np.round(s / cfg.size_unit_m)[..., None, :].astype(np.float32)
+
+
 def center_points(center_m: np.ndarray, cfg: PositionEncodingConfig) -> np.ndarray:
     """Box centres (..., 3) m → (..., K, 3) encoding input (the centre repeated K times)."""
     c = np.asarray(center_m, dtype=np.float64)

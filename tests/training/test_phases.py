@@ -1,0 +1,37 @@
+"""The embedded model's two phases: grounding only from scratch, then all tasks from its final/."""
+
+import torch
+from video3d_ros.model.checkpoint import load_pretrained, load_tokenizer
+from video3d_ros.model.config import BoxSizeEncoding
+from video3d_ros.model.runtime import Runtime
+from video3d_ros.model.tokenizer import build_tokenizer
+from video3d_train.recipes import load_recipe
+from video3d_train.train import read_samples, tokenizer_corpus, train
+
+CPU = Runtime(torch.device("cpu"), torch.float32, "sdpa")
+SMALL = ["data.num_frames=2", "max_steps=2", "micro_batch_size=2", "save_every_steps=2",
+         "log_every_steps=1", "model.tokenizer_vocab_size=300"]
+
+
+def test_phase_one_then_phase_two(generated_root, tmp_path):
+    g = load_recipe("tiny_generated_ground").with_overrides([f"data.root={generated_root}", *SMALL])
+    assert all("refer" in f for f in g.data.train_files)  # grounding only
+    run1 = train(g, tmp_path / "ground", progress_bar=False)
+    # the phase-1 tokenizer learned every task's texts, not only the grounding ones
+    vocab = load_tokenizer(run1 / "tokenizer").get_vocab()
+    every = build_tokenizer(tokenizer_corpus(read_samples(g, g.data.tokenizer_files, False)), 300)
+    only = build_tokenizer(tokenizer_corpus(read_samples(g, g.data.train_files, False)), 300)
+    assert vocab == every.get_vocab() and vocab != only.get_vocab()
+    first = load_pretrained(run1 / "final", CPU)
+    assert first.model.config.position.box_size is BoxSizeEncoding.SINUSOIDAL
+
+    a = load_recipe("tiny_generated").with_overrides(
+        [f"data.root={generated_root}", f"model.checkpoint={run1 / 'final'}", *SMALL])
+    assert len(a.data.train_files) == 5
+    run2 = train(a, tmp_path / "all", progress_bar=False)
+    second = load_pretrained(run2 / "final", CPU)
+    assert second.model.config.position.box_size is BoxSizeEncoding.SINUSOIDAL
+    assert second.tokenizer.get_vocab() == vocab  # phase 2 kept phase 1's tokenizer
+    w1, w2 = first.model.state_dict(), second.model.state_dict()
+    assert w1.keys() == w2.keys()
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)  # phase 2 trained
