@@ -120,3 +120,31 @@ def test_fan_in_init_scales(tiny_config):
     assert float(default.language_model.model.layers[0].mlp.down_proj.weight.std()) == \
         pytest.approx(0.02, rel=0.05)
     assert RandomInit("fan_in") is RandomInit.FAN_IN
+
+
+@pytest.mark.parametrize("init", list(RandomInit))
+def test_random_init_norm_layers_are_identity_and_frames_stay_distinct(tiny_config, init):
+    """Every norm layer starts at weight 1, bias 0 (a name test once set the vision tower's
+    LayerNorm biases to 1 and its projector went dead in training), and distinct frames
+    give distinct projected patch features."""
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
+
+    m = materialize(build_empty(tiny_config), CPU, seed=0, init=init)
+    norms = [(n, mod) for n, mod in m.named_modules()
+             if isinstance(mod, (torch.nn.LayerNorm, Qwen2RMSNorm))]
+    assert len(norms) >= 2 * tiny_config.vision.num_layers + 2 * tiny_config.text.num_layers
+    for name, mod in norms:
+        assert torch.all(mod.weight == 1.0), name
+        if getattr(mod, "bias", None) is not None:
+            assert torch.all(mod.bias == 0.0), name
+    for name, p in m.named_parameters():
+        if name.endswith("bias"):
+            assert torch.all(p == 0.0), name
+    s = tiny_config.vision.image_size_px
+    frames = torch.rand(2, 3, s, s, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        h = m.vision_tower.encoder(inputs_embeds=m.vision_tower.embeddings(frames)).last_hidden_state
+        pre = m.projector[0](h)
+        patches = m.projector(h)  # (2, P², D)
+    assert 0.2 < float((pre > 0).float().mean()) < 0.8  # GELU neither dead nor linear
+    assert float(patches.std(dim=1).mean()) > 1e-3  # features vary across patches

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
 
 from .config import RandomInit, Video3DConfig
 from .modeling import Video3DModel
@@ -53,20 +54,24 @@ def materialize(model: Video3DModel, runtime: Runtime,
 
 @torch.no_grad()
 def _random_init(model: Video3DModel, seed: int, init: RandomInit) -> None:
+    """Norm layers: weight 1, bias 0; other biases 0; every other tensor drawn per ``init``.
+
+    (Norm layers are told by their module type, not by parameter names: a name test once
+    set every LayerNorm *bias* of the vision tower to 1, which put a constant offset on
+    its residual stream and drove the projector's GELU dead within a few thousand steps.)
+    """
     gen = torch.Generator(device=model.device).manual_seed(seed)
     for name, p in model.named_parameters():
-        if name.endswith("norm.weight") or ".layer_norm" in name or "layernorm" in name \
-                or (p.dim() == 1 and "weight" in name and _is_norm(model, name)):
-            p.fill_(1.0)
-        elif p.dim() == 1 and name.endswith("bias"):
+        owner = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+        if name.endswith("bias"):
             p.zero_()
+        elif isinstance(owner, _NORMS):
+            p.fill_(1.0)
         else:
             p.normal_(0.0, init.std(name, tuple(p.shape)), generator=gen)
 
 
-def _is_norm(model: nn.Module, param_name: str) -> bool:
-    module = model.get_submodule(param_name.rsplit(".", 1)[0])
-    return "Norm" in type(module).__name__
+_NORMS = (nn.LayerNorm, Qwen2RMSNorm)
 
 
 def _reset_buffers(model: Video3DModel, device: torch.device) -> None:
