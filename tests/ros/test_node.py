@@ -75,6 +75,19 @@ def test_max_keyframes_limits_the_frames_used(graph) -> None:
     assert resp.status == OK and len(resp.keyframe_stamps) == 2
 
 
+def test_queries_use_query_keyframes_unless_the_request_says(graph) -> None:
+    """Without max_keyframes a query takes `query_keyframes` (8) spread over the buffer: the
+    embedded model's text answers break beyond the 8 frames it was trained on."""
+    graph.wait_for(lambda: int(graph.node.diagnostics_values()["keyframes"]) > 8, 60.0,
+                   "more than 8 keyframes")
+    kept = int(graph.node.diagnostics_values()["keyframes"])
+    resp = graph.query(task=Query.Request.TASK_QUESTION, text="what is on the table?")
+    assert resp.status == OK and len(resp.keyframe_stamps) == 8
+    every = graph.query(task=Query.Request.TASK_QUESTION, text="what is on the table?",
+                        max_keyframes=kept)
+    assert every.status == OK and len(every.keyframe_stamps) == kept
+
+
 def test_diagnostics_and_coverage_outputs(graph) -> None:
     values = graph.node.diagnostics_values()
     assert values["keyframes"] >= 4 and values["covered_voxels"] > 0

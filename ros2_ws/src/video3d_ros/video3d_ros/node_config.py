@@ -56,6 +56,7 @@ class NodeConfig:
     query_timeout_s: float = _p(60.0, "a query not answered in this time gets TIMEOUT")
     max_text_chars: int = _p(2000, "longer query texts are rejected as INVALID")
     max_results: int = _p(5, "objects returned for single-object grounding, best first")
+    query_keyframes: int = _p(8, "keyframes a query uses when it does not set max_keyframes, spread over the buffer (0 = all); the embedded model was trained on 8, released 7B checkpoints on 32")
     multi_object_threshold: float = _p(0.4, "cumulative probability for multi-object grounding (paper text: 0.25)")
     proposals_timeout_s: float = _p(5.0, "detector proposals older than this are ignored (built-in ones used)")
     marker_lifetime_s: float = _p(0.0, "lifetime of result markers (0 = until replaced)")
@@ -73,7 +74,7 @@ class NodeConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"parameter {name} must be > 0, got {getattr(self, name)!r}")
-        non_negative = ("min_depth_m", "min_new_voxels", "max_age_s", "max_distance_m",
+        non_negative = ("query_keyframes", "min_depth_m", "min_new_voxels", "max_age_s", "max_distance_m",
                         "marker_lifetime_s", "coverage_period_s", "diagnostics_period_s")
         for name in non_negative:
             if getattr(self, name) < 0:
@@ -98,7 +99,7 @@ class NodeConfig:
     def scene_qa_config(self) -> SceneQAConfig:
         return SceneQAConfig(max_results=self.max_results,
                              multi_object_threshold=self.multi_object_threshold,
-                             proposals=ProposalConfig())
+                             proposals=ProposalConfig(), default_max_keyframes=self.query_keyframes)
 
     @staticmethod
     def description(name: str) -> str:

@@ -99,8 +99,14 @@ class SceneQAConfig:
     max_results: int = 5  # objects returned for single-object grounding (best first)
     multi_object_threshold: float | None = None  # None: the model config's (0.4)
     proposals: ProposalConfig = ProposalConfig()
+    # keyframes per query when the request does not set max_keyframes (0 = all): a model
+    # answers well only up to the frame count it was trained with (the embedded one: 8;
+    # with 16 its captions fall from CIDEr 75.5 to 0.1, BENCHMARKS.md)
+    default_max_keyframes: int = 0
 
     def __post_init__(self) -> None:
+        if self.default_max_keyframes < 0:
+            raise ValueError(f"default_max_keyframes must be >= 0, got {self.default_max_keyframes}")
         if self.max_results < 1:
             raise ValueError(f"max_results must be >= 1, got {self.max_results}")
         if self.multi_object_threshold is not None and not 0 < self.multi_object_threshold <= 1:
@@ -140,7 +146,7 @@ class SceneQA:
             return QueryResult(QueryStatus.NO_DATA, task=request.task,
                                message="the keyframe buffer is empty: no synchronised RGB-D frame "
                                        "with a camera pose has been received yet")
-        snap = subsample_snapshot(snapshot, request.max_keyframes)
+        snap = subsample_snapshot(snapshot, request.max_keyframes or self.config.default_max_keyframes)
         self.engine.sync(snap)
         stamps = tuple(sorted(kf.stamp_s for kf in snap.keyframes))
         answer, objects = "", ()
