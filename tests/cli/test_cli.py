@@ -157,3 +157,13 @@ def test_projected_box_edges_match_the_pinhole_model():
     assert ends == {(40.0, 35.0), (60.0, 35.0), (40.0, 45.0), (60.0, 45.0)}
     behind = Box3D(center_m=[0.0, 0.0, -2.0], size_m=[0.4, 0.2, 0.2])
     assert project_edges_px(behind, K, T) == []
+
+
+def test_frame_budget_follows_the_model():
+    """The embedded model gets the 8 frames it was trained on; other checkpoints the paper's 32;
+    --frames always wins."""
+    from video3d_ros.cli import default_frames
+
+    assert default_frames(None, None) == 8
+    assert default_frames("some/checkpoint", None) == 32
+    assert default_frames(None, 16) == 16 and default_frames("x", 4) == 4
