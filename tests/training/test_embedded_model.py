@@ -2,10 +2,10 @@
 
 Four rooms from another seed than the training set's (seed 0), rendered like the
 training data (160×120, 16 stored frames, 8 used), are evaluated with the same
-evaluator as the benchmark table, next to the trivial baselines on the very same
-questions. The bounds sit well below the held-out figures in BENCHMARKS.md (so that
-four rooms' worth of questions do not make the test flaky) and well above the
-baselines: replacing the weights with an untrained or broken model, or breaking the
+evaluator as the benchmark table; grounding is compared with the random-proposal
+baseline on the very same questions. The bounds sit well below the held-out figures in
+BENCHMARKS.md (so that four rooms' worth of questions do not make the test flaky) and
+well above what an untrained model scores: replacing the weights with an untrained or broken model, or breaking the
 object features, the box encoding or the prompt, fails here.
 """
 
@@ -24,19 +24,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def unseen_rooms(tmp_path_factory) -> Path:
-    from video3d_ros.scenes import RenderConfig, TrajectoryConfig
-    from video3d_ros.scenes.writer import WriteConfig
-    from video3d_train.scenes_cli import GenerateConfig, generate
-
-    out = tmp_path_factory.mktemp("unseen")
-    # every room is a validation room (the last val_fraction of the scenes)
-    cfg = GenerateConfig(num_scenes=4, seed=11, val_fraction=0.99,
-                         render=RenderConfig(width=160, height=120, nthreads=1),
-                         trajectory=TrajectoryConfig(n_frames=320),
-                         write=WriteConfig(frame_stride=20), figures=False)
-    generate(cfg, out, progress=False)
-    return out
+def unseen_rooms(tmp_path_factory, make_rooms) -> Path:
+    # every room is a validation room (the last val_fraction of the scenes), rendered like
+    # the training set (160×120, a 320-frame scan with every 20th frame stored)
+    return make_rooms(tmp_path_factory.mktemp("unseen"), num_scenes=4, seed=11,
+                          val_fraction=0.99, width=160, height=120, n_frames=320, frame_stride=20)
 
 
 def test_embedded_model_grounds_unseen_rooms(unseen_rooms, tmp_path):

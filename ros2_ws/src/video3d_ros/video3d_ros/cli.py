@@ -34,17 +34,17 @@ from .recordings import DepthUnit, RecordingError, RecordingLayout, RecordingOpt
 
 PROG = "video3d"
 
-
-
-EMBEDDED_MODEL_FRAMES = 8  # the embedded model's training frame count (its text answers break with 16)
 RELEASED_MODEL_FRAMES = 32  # the paper's frame count, that of the released checkpoints
 
 
 def default_frames(model: str | None, frames: int | None) -> int:
     """The keyframe budget: ``frames`` when given, else the model's own training count."""
+    from .scene_qa import EMBEDDED_MODEL_FRAMES
+
     if frames is not None:
         return frames
     return EMBEDDED_MODEL_FRAMES if not model else RELEASED_MODEL_FRAMES
+
 
 def _parse_target(text: str) -> Box3D:
     vals = [float(v) for v in text.replace(" ", "").split(",") if v]
@@ -72,9 +72,8 @@ def _ask_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--task", default="auto", help="auto | question | ground | ground_multi | caption")
     p.add_argument("--target", default=None, help="caption target x,y,z[,dx,dy,dz] in the world frame, metres")
     p.add_argument("--frames", type=int, default=None,
-                   help=f"keyframe budget (default: {EMBEDDED_MODEL_FRAMES} with the embedded model, "
-                        f"which was trained on {EMBEDDED_MODEL_FRAMES} frames; "
-                        f"{RELEASED_MODEL_FRAMES} with --model)")
+                   help=f"keyframe budget (default: {default_frames(None, None)} with the embedded "
+                        f"model, its training count; {RELEASED_MODEL_FRAMES} with --model)")
     p.add_argument("--sampling", default="max-coverage", help="uniform | max-coverage | max-coverage-0.95")
     p.add_argument("--model", default=None, help="checkpoint directory (default: the embedded model)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -193,8 +192,8 @@ def _cmd_ask(args) -> int:
         target = _parse_target(args.target) if args.target else None
         sampling = SamplingStrategy.parse(args.sampling)
         layout = None if args.layout == "auto" else RecordingLayout.parse(args.layout)
-        config = SessionConfig(frames=default_frames(args.model, args.frames), sampling=sampling, voxel_size_m=args.voxel_size_m,
-                               pixel_stride=args.pixel_stride, min_depth_m=args.min_depth_m,
+        config = SessionConfig(frames=default_frames(args.model, args.frames), sampling=sampling,
+                               voxel_size_m=args.voxel_size_m, pixel_stride=args.pixel_stride, min_depth_m=args.min_depth_m,
                                max_depth_m=args.max_depth_m, seed=args.seed)
         qa_config = SceneQAConfig(proposals=ProposalConfig(pixel_stride=args.proposal_stride))
         options = _options(args)

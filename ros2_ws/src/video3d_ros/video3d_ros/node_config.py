@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from .enums import parse_enum
 from .keyframes import BufferConfig
 from .proposals import ProposalConfig
-from .scene_qa import SceneQAConfig
+from .scene_qa import EMBEDDED_MODEL_FRAMES, SceneQAConfig
 
 
 class PoseSource(enum.Enum):
@@ -56,7 +56,7 @@ class NodeConfig:
     query_timeout_s: float = _p(60.0, "a query not answered in this time gets TIMEOUT")
     max_text_chars: int = _p(2000, "longer query texts are rejected as INVALID")
     max_results: int = _p(5, "objects returned for single-object grounding, best first")
-    query_keyframes: int = _p(8, "keyframes a query uses when it does not set max_keyframes, spread over the buffer (0 = all); the embedded model was trained on 8, released 7B checkpoints on 32")
+    query_keyframes: int = _p(EMBEDDED_MODEL_FRAMES, "keyframes a query uses when it does not set max_keyframes, spread over the buffer (0 = all); the embedded model was trained on 8, released 7B checkpoints on 32")
     multi_object_threshold: float = _p(0.4, "cumulative probability for multi-object grounding (paper text: 0.25)")
     proposals_timeout_s: float = _p(5.0, "detector proposals older than this are ignored (built-in ones used)")
     marker_lifetime_s: float = _p(0.0, "lifetime of result markers (0 = until replaced)")

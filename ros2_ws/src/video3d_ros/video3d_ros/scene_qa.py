@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 # The default model shipped inside the package (trained on generated scenes).
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+# frames per sample the embedded model was trained on; its text answers break with more
+# (captions CIDEr 75.5 at 8 frames, 0.09 at 16: BENCHMARKS.md)
+EMBEDDED_MODEL_FRAMES = 8
 
 
 def load_engine(model_path: str | Path | None = None, device: str | None = None,
@@ -100,8 +103,7 @@ class SceneQAConfig:
     multi_object_threshold: float | None = None  # None: the model config's (0.4)
     proposals: ProposalConfig = ProposalConfig()
     # keyframes per query when the request does not set max_keyframes (0 = all): a model
-    # answers well only up to the frame count it was trained with (the embedded one: 8;
-    # with 16 its captions fall from CIDEr 75.5 to 0.1, BENCHMARKS.md)
+    # answers well only up to the frame count it was trained with (EMBEDDED_MODEL_FRAMES)
     default_max_keyframes: int = 0
 
     def __post_init__(self) -> None:
