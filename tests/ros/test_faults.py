@@ -36,6 +36,7 @@ def model_dir(tmp_path_factory):
 def rig(model_dir):
     graph = Graph(model_dir, with_camera=False,
                   node_params={"buffer_capacity": 8, "min_new_voxels": 1, "pose_wait_s": 0.5,
+                               "pose_silence_s": 0.5,
                                "max_pending_queries": 1, "max_text_chars": 2000, "sensor_qos": False,
                                "proposals_timeout_s": 2.0})
     graph.wait_active()
@@ -218,6 +219,29 @@ def test_11_pose_arriving_late_is_still_used(rig) -> None:
     feeder.send(pose_delay_s=0.2)
     feeder.send(pose_delay_s=0.25)
     wait_ingested(graph, before + 2, 5.0)
+
+
+def test_11b_pose_topic_stalled_for_seconds_loses_no_frame(model_dir) -> None:
+    """Default pose parameters: a reliable pose topic that stalls for 2 s (as when one lost
+    sample holds back the later ones until it is resent) delays frames but drops none."""
+    graph = Graph(model_dir, with_camera=False, node_params={"buffer_capacity": 8, "min_new_voxels": 1,
+                                                             "sensor_qos": False})
+    feeder = None
+    try:
+        graph.wait_active()
+        feeder = FramePublisher(graph, n_frames=6, width=96, height=72)
+        for _ in range(4):
+            feeder.send(pose_delay_s=2.0)
+            time.sleep(0.1)
+        graph.wait_for(lambda: counters(graph)["frames_waiting_for_pose"] == 0
+                       and counters(graph)["frames_received"] + counters(graph)["pose_failures"] >= 4,
+                       10.0, "the stalled frames to be resolved")
+        stats = counters(graph)
+        assert stats["pose_failures"] == 0 and stats["frames_received"] == 4, stats
+    finally:
+        if feeder is not None:
+            feeder.node.destroy_node()
+        graph.close()
 
 
 @pytest.mark.parametrize("bad", ["nan", "not_a_rotation"])

@@ -41,7 +41,8 @@ class NodeConfig:
     sync_queue_size: int = _p(10, "messages kept per input while pairing")
     pose_source: str = _p("auto", "camera pose from 'tf', 'topic' (camera_pose / odom) or 'auto'")
     pose_queue_size: int = _p(30, "frames kept while waiting for their pose (oldest dropped)")
-    pose_wait_s: float = _p(1.0, "drop a frame whose pose is missing: TF after this wait; topic once poses this much newer arrived or the topic is silent this long")
+    pose_wait_s: float = _p(1.0, "drop a frame whose pose is missing: TF after this wait; topic once poses this much newer arrived")
+    pose_silence_s: float = _p(5.0, "topic poses: drop frames waiting for a pose once the pose topic has been silent this long (a reliable topic can stall for seconds while a lost sample is resent)")
     ingest_queue_size: int = _p(8, "frames waiting for keyframe selection (oldest dropped)")
     depth_scale_m: float = _p(0.001, "metres per unit of 16UC1 depth (REP 118: millimetres)")
     min_depth_m: float = _p(0.1, "nearer depth is invalid")
@@ -68,6 +69,7 @@ class NodeConfig:
     def __post_init__(self) -> None:
         PoseSource.parse(self.pose_source)
         positive = ("max_new_tokens", "sync_slop_s", "sync_queue_size", "pose_queue_size", "pose_wait_s",
+                    "pose_silence_s",
                     "ingest_queue_size", "depth_scale_m", "max_depth_m", "buffer_capacity",
                     "voxel_size_m", "pixel_stride", "max_pending_queries", "query_timeout_s",
                     "max_text_chars", "max_results", "proposals_timeout_s", "coverage_max_points")

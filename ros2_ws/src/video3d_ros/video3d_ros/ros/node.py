@@ -364,25 +364,31 @@ class Video3DNode(LifecycleNode):
         t = self._tf_buffer.lookup_transform(world, p.optical_frame, stamp)
         return convert.transform_to_matrix(t.transform)
 
-    def _pose_expired(self, p: _Pending, now: float) -> bool:
-        """Give up on a frame's pose?
+    def _pose_expired(self, p: _Pending, now: float) -> str:
+        """Why a frame's pose is given up on ("" = keep waiting).
 
         From a pose topic: when poses ``pose_wait_s`` newer than the frame have
         arrived (its own will not come; not for frames older than the whole
-        history, which follow a jump back in time), or when the pose stream has been silent
-        for ``pose_wait_s``. A backlog (a flood, a busy executor) therefore delays
-        frames instead of dropping them; the bounded queue caps the wait. From
-        TF: after ``pose_wait_s`` of waiting, like a TF lookup timeout.
+        history, which follow a jump back in time), or when the pose topic has been
+        silent for ``pose_silence_s``. Silence gets the longer allowance because a
+        reliable topic delivers in order: one lost sample holds back every later pose
+        until it is resent, which can take seconds, and the frames waiting meanwhile
+        are good. A backlog (a flood, a busy executor) likewise delays frames instead
+        of dropping them; the bounded queue caps the wait. From TF: after
+        ``pose_wait_s`` of waiting, like a TF lookup timeout.
         """
-        wait = self.config.pose_wait_s
+        cfg = self.config
         if self._pose_source is PoseSource.TOPIC:
             newest = self._poses.newest_stamp_s
             # A frame far older than the history (a bag that loops, a clock jump) is
             # not judged by stamps: its poses reset the history when they come.
-            if newest is not None and wait < newest - p.stamp_s <= self._poses.max_age_s:
-                return True
-            return now - p.waited_since > wait and now - self._last_pose_wall > wait
-        return now - p.waited_since > wait
+            if newest is not None and cfg.pose_wait_s < newest - p.stamp_s <= self._poses.max_age_s:
+                return f"poses up to {newest - p.stamp_s:.1f}s newer arrived, not its own"
+            silent_s = min(now - p.waited_since, now - self._last_pose_wall)
+            if silent_s > cfg.pose_silence_s:
+                return f"pose topic silent for {silent_s:.1f}s"
+            return ""
+        return f"no transform after {cfg.pose_wait_s:.1f}s" if now - p.waited_since > cfg.pose_wait_s else ""
 
     def _resolve_pending(self) -> None:
         """Hand frames whose pose is known to the ingestor; drop those that waited too long."""
@@ -400,12 +406,11 @@ class Video3DNode(LifecycleNode):
                     self._bad(f"pose lookup for frame {p.optical_frame!r} failed: {exc}")
                 if T is not None:
                     ready.append((p, T))
-                elif self._pose_expired(p, now):
+                elif why := self._pose_expired(p, now):
                     self.counters.pose_failures += 1
                     self.get_logger().warning(
-                        f"no camera pose for the image at t={p.stamp_s:.3f}s after "
-                        f"{self.config.pose_wait_s:.1f}s (pose source: {self._pose_source.value})",
-                        throttle_duration_sec=5.0)
+                        f"image at t={p.stamp_s:.3f}s dropped, no camera pose: {why} "
+                        f"(pose source: {self._pose_source.value})", throttle_duration_sec=5.0)
                 else:
                     keep.append(p)
             self._pending = keep
@@ -569,6 +574,7 @@ class Video3DNode(LifecycleNode):
             "last_rejection": st.last_error if st else "",
             "sync_unpaired": (self._sync.unmatched + self._sync.overflowed) if self._sync else 0,
             "pose_failures": self.counters.pose_failures,
+            "frames_waiting_for_pose": len(self._pending),
             "pose_queue_drops": self.counters.pose_queue_drops,
             "bad_messages": self.counters.bad_messages,
             "last_bad_message": self.counters.last_bad_message,
