@@ -25,7 +25,7 @@ from video3d_ros.model.untrained import write_untrained_tiny
 from video3d_ros.query import QueryTask
 from video3d_ros.recordings import open_recording
 from video3d_ros.scan_session import ScanSession, SessionConfig
-from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR, SceneQA, load_engine
+from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR, SceneQA, SceneQAConfig, load_engine
 from video3d_ros.scenes import RenderConfig, TrajectoryConfig, generate_scene
 from video3d_ros.scenes.writer import WriteConfig, write_scene
 
@@ -77,7 +77,8 @@ def main() -> None:
         session = ScanSession(reader, SessionConfig(frames=args.frames))
         session.prepare()
         t_load_model = time.perf_counter()
-        qa = SceneQA(load_engine(model, device="cpu", max_new_tokens=args.max_new_tokens))
+        qa = SceneQA(load_engine(model, device="cpu", max_new_tokens=args.max_new_tokens),
+                     SceneQAConfig(default_max_keyframes=0))  # all of the session's keyframes
         model_s = time.perf_counter() - t_load_model
         per_q = []
         for text, task in QUESTIONS:

@@ -16,6 +16,7 @@ from video3d_ros.figures import project_edges_px
 from video3d_ros.files import atomic_write_bytes
 from video3d_ros.geometry import Box3D
 from video3d_ros.model.engine import Video3DEngine
+from video3d_ros.model.untrained import write_untrained_tiny
 from video3d_ros.query import QueryTask
 from video3d_ros.recordings import open_recording
 from video3d_ros.scan_session import ScanSession, SessionConfig
@@ -159,11 +160,23 @@ def test_projected_box_edges_match_the_pinhole_model():
     assert project_edges_px(behind, K, T) == []
 
 
-def test_frame_budget_follows_the_model():
-    """The embedded model gets the 8 frames it was trained on; other checkpoints the paper's 32;
-    --frames always wins."""
+def test_frame_budget_follows_the_model(tmp_path):
+    """The budget is the frame count the checkpoint records (the embedded model: 8); a checkpoint
+    that records none (released, or ours from before) gets the paper's 32; --frames always wins;
+    a missing or broken config is a named error."""
     from video3d_ros.cli import default_frames
+    from video3d_ros.model.errors import CheckpointError
 
     assert default_frames(None, None) == 8
-    assert default_frames("some/checkpoint", None) == 32
+    recorded = write_untrained_tiny(tmp_path / "recorded", trained_frames=12)
+    assert default_frames(str(recorded), None) == 12
+    released = tmp_path / "released"
+    released.mkdir()
+    (released / "config.json").write_text(json.dumps({"model_type": "llava_qwen"}))
+    assert default_frames(str(released), None) == 32
     assert default_frames(None, 16) == 16 and default_frames("x", 4) == 4
+    with pytest.raises(CheckpointError, match="config.json"):
+        default_frames(str(tmp_path / "missing"), None)
+    (released / "config.json").write_text(json.dumps({"model_type": "llava_qwen", "trained_frames": "8"}))
+    with pytest.raises(CheckpointError, match="trained_frames must be a positive integer"):
+        default_frames(str(released), None)

@@ -19,7 +19,8 @@ OK = Query.Response.STATUS_OK
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return write_untrained_tiny(tmp_path_factory.mktemp("tiny_untrained"))
+    # records a training frame count like a trained checkpoint, so queries default to 8 keyframes
+    return write_untrained_tiny(tmp_path_factory.mktemp("tiny_untrained"), trained_frames=8)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,8 @@ def test_max_keyframes_limits_the_frames_used(graph) -> None:
 
 
 def test_queries_use_query_keyframes_unless_the_request_says(graph) -> None:
-    """Without max_keyframes a query takes `query_keyframes` (8) spread over the buffer: the
+    """Without max_keyframes a query takes as many keyframes as the model was trained with
+    (query_keyframes -1; the checkpoint's config.json records 8), spread over the buffer: the
     embedded model's text answers break beyond the 8 frames it was trained on."""
     graph.wait_for(lambda: int(graph.node.diagnostics_values()["keyframes"]) > 8, 60.0,
                    "more than 8 keyframes")

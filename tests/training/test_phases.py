@@ -1,7 +1,7 @@
 """The embedded model's two phases: grounding only from scratch, then all tasks from its final/."""
 
 import torch
-from video3d_ros.model.checkpoint import load_pretrained, load_tokenizer
+from video3d_ros.model.checkpoint import load_pretrained, load_tokenizer, trained_frames_of
 from video3d_ros.model.config import BoxSizeEncoding
 from video3d_ros.model.runtime import Runtime
 from video3d_ros.model.tokenizer import build_tokenizer
@@ -32,6 +32,8 @@ def test_phase_one_then_phase_two(generated_root, tmp_path):
     second = load_pretrained(run2 / "final", CPU)
     assert second.model.config.position.box_size is BoxSizeEncoding.SINUSOIDAL
     assert second.tokenizer.get_vocab() == vocab  # phase 2 kept phase 1's tokenizer
+    # both record the frame count they were trained with: the node and `video3d ask` default to it
+    assert trained_frames_of(run1 / "final") == trained_frames_of(run2 / "final") == 2
     w1, w2 = first.model.state_dict(), second.model.state_dict()
     assert w1.keys() == w2.keys()
     assert any(not torch.equal(w1[k], w2[k]) for k in w1)  # phase 2 trained

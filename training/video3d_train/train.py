@@ -338,7 +338,7 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
                 f.write(json.dumps(row) + "\n")
         save_plots(history, out)
         final = accel.unwrap_model(wrapper).model
-        save_pretrained(final, tok, out / "final")
+        save_pretrained(final, tok, out / "final", trained_frames=recipe.data.num_frames)
         log.info("trained %d steps in %.1f s → %s", progress.step, time.time() - t0, out / "final")
     accel.wait_for_everyone()
     return out
@@ -361,7 +361,7 @@ def export_checkpoint(run_dir: str | Path, out: str | Path) -> Path:
                         state, where=str(ckpt))
     if model.config.grounding is not None:
         model.config.grounding.loss = recipe.model.ground_loss
-    save_pretrained(model, tok, out)
+    save_pretrained(model, tok, out, trained_frames=recipe.data.num_frames)
     return Path(out)
 
 

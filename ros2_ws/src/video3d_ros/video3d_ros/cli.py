@@ -34,16 +34,15 @@ from .recordings import DepthUnit, RecordingError, RecordingLayout, RecordingOpt
 
 PROG = "video3d"
 
-RELEASED_MODEL_FRAMES = 32  # the paper's frame count, that of the released checkpoints
-
-
 def default_frames(model: str | None, frames: int | None) -> int:
-    """The keyframe budget: ``frames`` when given, else the model's own training count."""
-    from .scene_qa import EMBEDDED_MODEL_FRAMES
+    """The keyframe budget: ``frames`` when given, else the frame count the model (the
+    embedded one when ``model`` is None) was trained with, as its config.json records."""
+    from .model.checkpoint import trained_frames_of
+    from .scene_qa import EMBEDDED_MODEL_DIR
 
     if frames is not None:
         return frames
-    return EMBEDDED_MODEL_FRAMES if not model else RELEASED_MODEL_FRAMES
+    return trained_frames_of(model or EMBEDDED_MODEL_DIR)
 
 
 def _parse_target(text: str) -> Box3D:
@@ -72,8 +71,8 @@ def _ask_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--task", default="auto", help="auto | question | ground | ground_multi | caption")
     p.add_argument("--target", default=None, help="caption target x,y,z[,dx,dy,dz] in the world frame, metres")
     p.add_argument("--frames", type=int, default=None,
-                   help=f"keyframe budget (default: {default_frames(None, None)} with the embedded "
-                        f"model, its training count; {RELEASED_MODEL_FRAMES} with --model)")
+                   help="keyframe budget (default: as many as the model was trained with, which its "
+                        "config.json records: 8 for the embedded model, 32 for released checkpoints)")
     p.add_argument("--sampling", default="max-coverage", help="uniform | max-coverage | max-coverage-0.95")
     p.add_argument("--model", default=None, help="checkpoint directory (default: the embedded model)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -195,7 +194,9 @@ def _cmd_ask(args) -> int:
         config = SessionConfig(frames=default_frames(args.model, args.frames), sampling=sampling,
                                voxel_size_m=args.voxel_size_m, pixel_stride=args.pixel_stride, min_depth_m=args.min_depth_m,
                                max_depth_m=args.max_depth_m, seed=args.seed)
-        qa_config = SceneQAConfig(proposals=ProposalConfig(pixel_stride=args.proposal_stride))
+        # the session already chose the frame budget: the model sees all of its keyframes
+        qa_config = SceneQAConfig(proposals=ProposalConfig(pixel_stride=args.proposal_stride),
+                                  default_max_keyframes=0)
         options = _options(args)
         external = load_proposals(args.proposals) if args.proposals else None
         interactive = args.interactive or args.question is None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from .enums import parse_enum
 from .keyframes import BufferConfig
 from .proposals import ProposalConfig
-from .scene_qa import EMBEDDED_MODEL_FRAMES, SceneQAConfig
+from .scene_qa import TRAINED_FRAMES, SceneQAConfig
 
 
 class PoseSource(enum.Enum):
@@ -57,7 +57,7 @@ class NodeConfig:
     query_timeout_s: float = _p(60.0, "a query not answered in this time gets TIMEOUT")
     max_text_chars: int = _p(2000, "longer query texts are rejected as INVALID")
     max_results: int = _p(5, "objects returned for single-object grounding, best first")
-    query_keyframes: int = _p(EMBEDDED_MODEL_FRAMES, "keyframes a query uses when it does not set max_keyframes, spread over the buffer (0 = all); the embedded model was trained on 8, released 7B checkpoints on 32")
+    query_keyframes: int = _p(TRAINED_FRAMES, "keyframes a query uses when it does not set max_keyframes, spread over the buffer: -1 = as many as the model was trained with (its config.json says; the embedded model 8, released checkpoints 32), 0 = all")
     multi_object_threshold: float = _p(0.4, "cumulative probability for multi-object grounding (paper text: 0.25)")
     proposals_timeout_s: float = _p(5.0, "detector proposals older than this are ignored (built-in ones used)")
     marker_lifetime_s: float = _p(0.0, "lifetime of result markers (0 = until replaced)")
@@ -76,7 +76,10 @@ class NodeConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"parameter {name} must be > 0, got {getattr(self, name)!r}")
-        non_negative = ("query_keyframes", "min_depth_m", "min_new_voxels", "max_age_s", "max_distance_m",
+        if self.query_keyframes < TRAINED_FRAMES:
+            raise ValueError(f"parameter query_keyframes must be >= -1 (-1 = the model's training "
+                             f"frame count, 0 = all), got {self.query_keyframes}")
+        non_negative = ("min_depth_m", "min_new_voxels", "max_age_s", "max_distance_m",
                         "marker_lifetime_s", "coverage_period_s", "diagnostics_period_s")
         for name in non_negative:
             if getattr(self, name) < 0:

@@ -27,11 +27,6 @@ log = logging.getLogger(__name__)
 
 # The default model shipped inside the package (trained on generated scenes).
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
-# frames per sample the embedded model was trained on; its text answers break with more
-# (captions CIDEr 75.5 at 8 frames, 0.09 at 16: BENCHMARKS.md)
-EMBEDDED_MODEL_FRAMES = 8
-
-
 def load_engine(model_path: str | Path | None = None, device: str | None = None,
                 max_new_tokens: int = 32):
     """Build a :class:`~video3d_ros.model.engine.Video3DEngine`.
@@ -43,7 +38,7 @@ def load_engine(model_path: str | Path | None = None, device: str | None = None,
     Raises:
         FileNotFoundError when neither ``model_path`` nor the embedded model exists.
     """
-    from .model.checkpoint import load_pretrained
+    from .model.checkpoint import load_pretrained, trained_frames_of
     from .model.engine import Video3DEngine
     from .model.runtime import detect_runtime
 
@@ -60,7 +55,8 @@ def load_engine(model_path: str | Path | None = None, device: str | None = None,
     else:
         loaded = load_pretrained(path, runtime=runtime)
     log.info("model loaded from %s on %s (%s)", path, runtime.device, runtime.dtype)
-    return Video3DEngine(loaded.model, loaded.processor, max_new_tokens=max_new_tokens)
+    return Video3DEngine(loaded.model, loaded.processor, max_new_tokens=max_new_tokens,
+                         trained_frames=trained_frames_of(path))
 
 
 def _is_released_layout(path: Path) -> bool:
@@ -97,18 +93,23 @@ def subsample_snapshot(snapshot: BufferSnapshot, max_keyframes: int) -> BufferSn
     return BufferSnapshot(tuple(ordered[i] for i in keep), snapshot.covered_voxels, snapshot.version)
 
 
+TRAINED_FRAMES = -1  # SceneQAConfig.default_max_keyframes: the model's training frame count
+
+
 @dataclass(frozen=True)
 class SceneQAConfig:
     max_results: int = 5  # objects returned for single-object grounding (best first)
     multi_object_threshold: float | None = None  # None: the model config's (0.4)
     proposals: ProposalConfig = ProposalConfig()
-    # keyframes per query when the request does not set max_keyframes (0 = all): a model
-    # answers well only up to the frame count it was trained with (EMBEDDED_MODEL_FRAMES)
-    default_max_keyframes: int = 0
+    # keyframes per query when the request does not set max_keyframes: -1 = the frame
+    # count the model was trained with (its text answers break with many more: the embedded
+    # model captioned with CIDEr 75.5 at its 8 frames, 0.09 at 16; BENCHMARKS.md), 0 = all
+    default_max_keyframes: int = TRAINED_FRAMES
 
     def __post_init__(self) -> None:
-        if self.default_max_keyframes < 0:
-            raise ValueError(f"default_max_keyframes must be >= 0, got {self.default_max_keyframes}")
+        if self.default_max_keyframes < TRAINED_FRAMES:
+            raise ValueError(f"default_max_keyframes must be >= -1 (-1 = the model's training frame "
+                             f"count, 0 = all), got {self.default_max_keyframes}")
         if self.max_results < 1:
             raise ValueError(f"max_results must be >= 1, got {self.max_results}")
         if self.multi_object_threshold is not None and not 0 < self.multi_object_threshold <= 1:
@@ -125,6 +126,12 @@ class SceneQA:
         self._proposal_cache: tuple[int, list[Box3D]] | None = None
         self._external: tuple[list[Box3D], list[str]] | None = None
         self._lock = threading.Lock()
+
+    @property
+    def default_max_keyframes(self) -> int:
+        """Keyframes a query gets when it does not say (0 = all)."""
+        k = self.config.default_max_keyframes
+        return self.engine.trained_frames if k == TRAINED_FRAMES else k
 
     def set_external_proposals(self, boxes: list[Box3D] | None, labels: list[str] | None = None) -> None:
         """Proposals from a 3D detector (world frame); None goes back to built-in ones."""
@@ -148,7 +155,7 @@ class SceneQA:
             return QueryResult(QueryStatus.NO_DATA, task=request.task,
                                message="the keyframe buffer is empty: no synchronised RGB-D frame "
                                        "with a camera pose has been received yet")
-        snap = subsample_snapshot(snapshot, request.max_keyframes or self.config.default_max_keyframes)
+        snap = subsample_snapshot(snapshot, request.max_keyframes or self.default_max_keyframes)
         self.engine.sync(snap)
         stamps = tuple(sorted(kf.stamp_s for kf in snap.keyframes))
         answer, objects = "", ()

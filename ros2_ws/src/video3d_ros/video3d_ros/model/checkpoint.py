@@ -27,6 +27,9 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_NAME = "video3d"
 FORMAT_VERSION = 1
+# Frames per sample of the paper's recipe, hence of the released checkpoints and of ours
+# whose config.json does not say (written before ``trained_frames`` was recorded).
+PAPER_TRAINED_FRAMES = 32
 
 
 @dataclass
@@ -38,16 +41,42 @@ class LoadedModel:
 
 
 def save_pretrained(model: Video3DModel, tokenizer: PreTrainedTokenizerBase,
-                    directory: str | os.PathLike) -> None:
-    """Write config.json, model.safetensors and the tokenizer into ``directory``."""
+                    directory: str | os.PathLike, trained_frames: int | None = None) -> None:
+    """Write config.json, model.safetensors and the tokenizer into ``directory``.
+
+    ``trained_frames``: frames per sample the model was trained with, recorded in
+    config.json; the node and ``video3d ask`` give a query that many keyframes by default
+    (a model's text answers break with many more frames than it was trained on).
+    """
+    if trained_frames is not None and trained_frames < 1:
+        raise ValueError(f"trained_frames must be >= 1, got {trained_frames}")
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
             "config": model.config.to_dict()}
+    if trained_frames is not None:
+        meta["trained_frames"] = int(trained_frames)
     (d / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(d / WEIGHTS_NAME), metadata={"format": "pt"})
     tokenizer.save_pretrained(str(d))
+
+
+def trained_frames_of(directory: str | os.PathLike) -> int:
+    """Frames per sample the checkpoint in ``directory`` was trained with.
+
+    Ours record it in config.json (``trained_frames``); released LLaVA-style checkpoints
+    and ours from before the field were trained with the paper's 32.
+    """
+    path = Path(directory) / CONFIG_NAME
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    n = meta.get("trained_frames", PAPER_TRAINED_FRAMES) if isinstance(meta, dict) else None
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise CheckpointError(f"{path}: trained_frames must be a positive integer, got {n!r}")
+    return n
 
 
 def load_tokenizer(directory: str | os.PathLike) -> PreTrainedTokenizerBase:

@@ -39,6 +39,7 @@ from transformers import DynamicCache
 
 from video3d_ros.geometry import Box3D
 
+from .checkpoint import PAPER_TRAINED_FRAMES
 from .config import ObjectFeatureKind
 from .errors import ModelError
 from .grounding import select_multiple
@@ -105,11 +106,16 @@ class GroundingResult:
 
 class Video3DEngine:
     def __init__(self, model: Video3DModel, processor: Video3DProcessor,
-                 max_new_tokens: int = 64, multi_object_threshold: float | None = None):
+                 max_new_tokens: int = 64, multi_object_threshold: float | None = None,
+                 trained_frames: int = PAPER_TRAINED_FRAMES):
         """``multi_object_threshold`` defaults to the config's (0.4, as the reference
-        code; the paper text says 0.25)."""
+        code; the paper text says 0.25). ``trained_frames``: frames per sample the model
+        was trained with (callers default a query's keyframe count to it)."""
         if max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be > 0, got {max_new_tokens}")
+        if trained_frames < 1:
+            raise ValueError(f"trained_frames must be >= 1, got {trained_frames}")
+        self.trained_frames = trained_frames
         self.model = model.eval()
         self.processor = processor
         self.config = model.config

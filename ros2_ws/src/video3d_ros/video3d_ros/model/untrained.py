@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def write_untrained_tiny(directory: Path) -> Path:
-    """An untrained `tiny` checkpoint in our format (real tokenizer, random weights)."""
+def write_untrained_tiny(directory: Path, trained_frames: int | None = None) -> Path:
+    """An untrained `tiny` checkpoint in our format (real tokenizer, random weights);
+    ``trained_frames`` is recorded in its config.json as a trained model's would be."""
     from video3d_ros.model.build import build_empty, materialize
     from video3d_ros.model.checkpoint import save_pretrained
     from video3d_ros.model.runtime import detect_runtime
@@ -24,5 +25,5 @@ def write_untrained_tiny(directory: Path) -> Path:
     tokenizer = build_tokenizer(corpus, vocab_size=400)
     config = tiny(len(tokenizer), token_ids_of(tokenizer))
     model = materialize(build_empty(config), detect_runtime("cpu"), seed=0)
-    save_pretrained(model, tokenizer, directory)
+    save_pretrained(model, tokenizer, directory, trained_frames=trained_frames)
     return directory
