@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from video3d_ros.geometry import Box3D, box_iou_matrix
-from video3d_ros.model.checkpoint import load_pretrained
+from video3d_ros.model.checkpoint import load_pretrained, trained_frames_of
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.runtime import detect_runtime
 
@@ -159,11 +159,18 @@ class Evaluator:
 
 
 def evaluate(checkpoint: str | Path, data_root: str | Path, files: list[str], out_dir: str | Path,
-             num_frames: int = 8, proposals_file: str | Path | None = None,
+             num_frames: int | None = None, proposals_file: str | Path | None = None,
              limit: int | None = None, device: str | None = None,
              progress: bool = True, meteor: bool = True) -> dict[str, dict[str, float]]:
-    """Write results JSONL per task (sharded over torchrun ranks) and return the metrics."""
+    """Write results JSONL per task (sharded over torchrun ranks) and return the metrics.
+
+    ``num_frames`` None: as many as the checkpoint was trained with (its config.json).
+    """
     from accelerate import PartialState
+
+    if num_frames is None:
+        num_frames = trained_frames_of(checkpoint)
+    log.info("%d frames per scene", num_frames)
 
     state = PartialState(cpu=device == "cpu")
     out = Path(out_dir)
@@ -240,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", type=Path)
     p.add_argument("--files", nargs="+", default=[], help="processed JSON files under data root")
     p.add_argument("--out", type=Path)
-    p.add_argument("--num-frames", type=int, default=8)
+    p.add_argument("--num-frames", type=int, default=None,
+                   help="frames per scene (default: as many as the checkpoint was trained with)")
     p.add_argument("--proposals", type=Path, default=None, help="scene → boxes JSON")
     p.add_argument("--limit", type=int, default=None, help="at most N questions per task")
     p.add_argument("--device", default=None)

@@ -166,9 +166,15 @@ def make_accelerator(recipe: TrainRecipe):
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(
             zero_stage=3, gradient_accumulation_steps=recipe.grad_accum,
             gradient_clipping=recipe.optim.grad_clip or None, zero3_init_flag=False)
+    from accelerate import DistributedDataParallelKwargs
+
+    # Plain data parallel (DDP, distributed=none under torchrun): a batch leaves parameters
+    # unused (the grounding head without a grounding sample, box-size encoding without
+    # boxes), which DDP refuses unless told to look for them.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     mp = "bf16" if recipe.precision is Precision.BF16 and cuda else "no"
     return Accelerator(mixed_precision=mp, gradient_accumulation_steps=recipe.grad_accum,
-                       cpu=not cuda, **kwargs)
+                       cpu=not cuda, kwargs_handlers=[ddp], **kwargs)
 
 
 @dataclass
@@ -259,6 +265,8 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
         dataset, num_replicas=accel.num_processes, rank=accel.process_index, shuffle=True,
         seed=recipe.seed, drop_last=True)
     pl = plan(recipe, len(sampler))
+    log.info("%d process(es) (%s), %d training samples each, %d steps", accel.num_processes,
+             accel.distributed_type.value, len(sampler), pl.total_steps)
 
     wrapper = Video3DForTraining(model, tok.pad_token_id, recipe.ground_loss_scale)
     o = recipe.optim
