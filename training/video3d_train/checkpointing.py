@@ -14,6 +14,7 @@ deterministic, seeded data order, so a resumed run continues exactly.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
 import tempfile
@@ -26,6 +27,31 @@ import torch
 from video3d_ros.files import atomic_write_bytes
 
 LATEST = "latest"
+
+try:  # numpy >= 2
+    from numpy._core.multiarray import _reconstruct as _np_reconstruct
+except ImportError:  # numpy 1.x
+    from numpy.core.multiarray import _reconstruct as _np_reconstruct
+
+# What torch.load may build besides tensors and plain containers: numpy arrays (the
+# numpy RNG state in our checkpoints, arrays in the reference's .pth box files).
+# Nothing else: pickle's code execution stays off (weights_only=True).
+_NUMPY_GLOBALS = [_np_reconstruct, np.ndarray, np.dtype,
+                  *{type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFDG"}]  # the numeric dtype classes
+
+
+def load_torch_file(path: str | Path) -> Any:
+    """``torch.load`` without running code from the file: tensors, numpy arrays and plain
+    Python containers only (``weights_only=True``). Raises ValueError naming the file."""
+    try:
+        with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: refused to load: it holds objects other than tensors, numpy "
+                         f"arrays and plain containers, which could run code ({first})") from e
+    except (RuntimeError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable torch file ({e})") from e
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -104,7 +130,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 def load_training_checkpoint(ckpt: str | Path) -> tuple[TrainProgress, dict[str, Any]]:
     """State dicts of a checkpoint and its progress; RNG states are restored here."""
-    payload = torch.load(Path(ckpt) / "state.pt", map_location="cpu", weights_only=False)
+    payload = load_torch_file(Path(ckpt) / "state.pt")
     set_rng_state(payload.pop("rng"))
     progress = TrainProgress(**payload.pop("progress"))
     return progress, payload

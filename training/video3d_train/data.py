@@ -51,6 +51,7 @@ from video3d_ros.model.position_encoding import center_points, size_points
 from video3d_ros.model.processor import Video3DProcessor
 from video3d_ros.model.tokenizer import GROUND_TOKEN, VIDEO_TOKEN
 
+from .checkpointing import load_torch_file
 from .metrics import Task, sqa3d_question_type
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ def read_scene_boxes(root: str | Path, scene_id: str) -> SceneObjects:
             with np.load(path) as d:
                 ids, corners = d["aabb_obj_ids"], d["aabb_corner_xyz"]
         else:
-            d = torch.load(path, map_location="cpu", weights_only=False)
+            d = load_torch_file(path)  # no code from the file: arrays and containers only
             ids, corners = np.asarray(d["aabb_obj_ids"]), np.asarray(d["aabb_corner_xyz"])
     except (OSError, KeyError, ValueError) as e:
         raise DataError(f"{path}: cannot read object boxes ({e})") from e

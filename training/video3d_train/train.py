@@ -43,6 +43,7 @@ from video3d_ros.model.tokenizer import build_tokenizer, token_ids_of
 from .checkpointing import (
     TrainProgress,
     latest_checkpoint,
+    load_torch_file,
     load_training_checkpoint,
     save_training_checkpoint,
 )
@@ -364,7 +365,7 @@ def export_checkpoint(run_dir: str | Path, out: str | Path) -> Path:
                                  torch.float32, "sdpa")).model.config
     else:
         config = fresh_config(recipe, tok)
-    state = torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)["model"]
+    state = load_torch_file(ckpt / "state.pt")["model"]
     model = materialize(build_empty(config), Runtime(torch.device("cpu"), torch.float32, "sdpa"),
                         state, where=str(ckpt))
     if model.config.grounding is not None:
