@@ -63,7 +63,8 @@ class RecordingPlayer(Node):
     def _play(self) -> None:
         """Publish frames paced by their recorded stamps, shifted to the current clock."""
         if self.params["wait_for_subscribers"]:
-            pubs = (self.out.color, self.out.depth, self.out.pose)
+            pubs = (self.out.color, self.out.depth, self.out.color_info, self.out.depth_info,
+                    self.out.pose)
             while any(p.get_subscription_count() == 0 for p in pubs):  # else the first frames are lost
                 if self._stop.wait(0.05):
                     return
