@@ -34,6 +34,7 @@ def test_phase_one_then_phase_two(generated_root, tmp_path):
     assert second.tokenizer.get_vocab() == vocab  # phase 2 kept phase 1's tokenizer
     # both record the frame count they were trained with: the node and `video3d ask` default to it
     assert trained_frames_of(run1 / "final") == trained_frames_of(run2 / "final") == 2
+    assert first.trained_frames == second.trained_frames == 2  # and the loader hands it on
     w1, w2 = first.model.state_dict(), second.model.state_dict()
     assert w1.keys() == w2.keys()
     assert any(not torch.equal(w1[k], w2[k]) for k in w1)  # phase 2 trained

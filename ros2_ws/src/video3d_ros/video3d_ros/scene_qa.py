@@ -38,7 +38,7 @@ def load_engine(model_path: str | Path | None = None, device: str | None = None,
     Raises:
         FileNotFoundError when neither ``model_path`` nor the embedded model exists.
     """
-    from .model.checkpoint import load_pretrained, trained_frames_of
+    from .model.checkpoint import load_pretrained
     from .model.engine import Video3DEngine
     from .model.runtime import detect_runtime
 
@@ -56,7 +56,7 @@ def load_engine(model_path: str | Path | None = None, device: str | None = None,
         loaded = load_pretrained(path, runtime=runtime)
     log.info("model loaded from %s on %s (%s)", path, runtime.device, runtime.dtype)
     return Video3DEngine(loaded.model, loaded.processor, max_new_tokens=max_new_tokens,
-                         trained_frames=trained_frames_of(path))
+                         trained_frames=loaded.trained_frames)
 
 
 def _is_released_layout(path: Path) -> bool:

@@ -38,6 +38,7 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     processor: Video3DProcessor
     runtime: Runtime
+    trained_frames: int = PAPER_TRAINED_FRAMES  # frames per sample it was trained with
 
 
 def save_pretrained(model: Video3DModel, tokenizer: PreTrainedTokenizerBase,
@@ -73,6 +74,11 @@ def trained_frames_of(directory: str | os.PathLike) -> int:
         meta = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    return _trained_frames(meta, path)
+
+
+def _trained_frames(meta: object, path: Path) -> int:
+    """``trained_frames`` of a parsed config.json (the paper's 32 when absent)."""
     n = meta.get("trained_frames", PAPER_TRAINED_FRAMES) if isinstance(meta, dict) else None
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise CheckpointError(f"{path}: trained_frames must be a positive integer, got {n!r}")
@@ -97,6 +103,7 @@ def load_pretrained(directory: str | os.PathLike, runtime: Runtime | None = None
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"unsupported format_version {meta.get('format_version')!r}")
     config = Video3DConfig.from_dict(meta["config"])
+    trained_frames = _trained_frames(meta, d / CONFIG_NAME)
     tokenizer = load_tokenizer(d)
     ids = token_ids_of(tokenizer)
     if ids != config.token_ids:
@@ -111,6 +118,6 @@ def load_pretrained(directory: str | os.PathLike, runtime: Runtime | None = None
                              for k, v in state.items()}, where=str(d))
     except ValueError as e:
         raise CheckpointError(str(e)) from e
-    return LoadedModel(model, tokenizer, Video3DProcessor(tokenizer, config), runtime)
+    return LoadedModel(model, tokenizer, Video3DProcessor(tokenizer, config), runtime, trained_frames)
 
 
