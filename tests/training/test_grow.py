@@ -1,0 +1,69 @@
+"""Block expansion (``video3d_train.grow``): a deepened checkpoint computes exactly what the
+original does, and its inserted layers train."""
+
+import json
+
+import pytest
+import torch
+
+from video3d_ros.model.checkpoint import load_pretrained
+from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+from video3d_train.data import SceneStore, Video3DDataset, read_processed
+from video3d_train.evaluate import evaluate
+from video3d_train.grow import grow_text_layers, layer_plan, main
+from video3d_train.step import Video3DForTraining
+
+
+def test_layer_plan_spreads_inserted_layers():
+    assert layer_plan(2, 4) == [0, None, 1, None]
+    assert layer_plan(2, 3) == [0, None, 1]
+    assert layer_plan(2, 6) == [0, None, None, 1, None, None]
+    assert layer_plan(3, 4) == [0, None, 1, 2]
+    with pytest.raises(ValueError, match="must exceed the current 2"):
+        layer_plan(2, 2)
+
+
+def test_grown_checkpoint_answers_exactly_like_the_original(generated_root, tmp_path):
+    assert main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--text-layers", "4",
+                 "--out", str(tmp_path / "grown")]) == 0
+    meta = json.loads((tmp_path / "grown" / "config.json").read_text())
+    original = json.loads((EMBEDDED_MODEL_DIR / "config.json").read_text())
+    assert meta["config"]["text"]["num_layers"] == 4
+    assert meta["trained_frames"] == original["trained_frames"]
+    files = ["processed/scanrefer_vg_val_llava_style.json", "processed/scanqa_val_llava_style.json"]
+    for name, ckpt in (("original", EMBEDDED_MODEL_DIR), ("grown", tmp_path / "grown")):
+        evaluate(ckpt, generated_root, files, tmp_path / name, device="cpu", progress=False,
+                 meteor=False)
+    for task in ("scanrefer", "scanqa"):
+        a = (tmp_path / "original" / f"{task}.jsonl").read_text().splitlines()
+        b = (tmp_path / "grown" / f"{task}.jsonl").read_text().splitlines()
+        assert a and len(a) == len(b)
+        for ra, rb in zip(a, b):
+            ra, rb = json.loads(ra), json.loads(rb)
+            assert ra["prediction"] == rb["prediction"], ra["id"]
+            if task == "scanrefer":
+                assert ra["proposal_scores"] == pytest.approx(rb["proposal_scores"], abs=1e-4)
+
+
+def test_inserted_layers_receive_gradients(generated_root):
+    loaded = load_pretrained(EMBEDDED_MODEL_DIR)
+    model = grow_text_layers(loaded, 4).train()
+    inserted = model.language_model.model.layers[1]
+    assert torch.count_nonzero(inserted.self_attn.o_proj.weight) == 0
+    assert torch.count_nonzero(inserted.mlp.down_proj.weight) == 0
+    samples, _ = read_processed(generated_root / "processed/scanqa_train_llava_style.json")
+    store = SceneStore(generated_root, loaded.processor, num_frames=2)
+    items = [Video3DDataset(samples[:2], store, max_length=4096)[i] for i in range(2)]
+    pad = loaded.tokenizer.pad_token_id
+    Video3DForTraining(model, pad).forward(items).loss.backward()
+    # the zero writes learn first (their inputs are the copied layer's, which are not zero)
+    assert inserted.self_attn.o_proj.weight.grad.abs().sum() > 0
+    assert inserted.mlp.down_proj.weight.grad.abs().sum() > 0
+
+
+def test_shrinking_is_refused_with_the_counts(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--text-layers", "1",
+              "--out", str(tmp_path / "x")])
+    assert "must exceed the current 2" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,107 @@
+"""Deepen a trained checkpoint's decoder without changing what it computes.
+
+Block expansion (Wu et al., *LLaMA Pro*, 2024): after each of the decoder's layers, insert a
+copy of it whose two residual-writing projections (attention ``o_proj``, MLP ``down_proj``)
+are zero. A layer whose writes are zero adds nothing to the residual stream, so the grown
+model's outputs equal the original's exactly; training then uses the new layers' capacity
+starting from everything the small model already learned, instead of from scratch.
+
+    python -m video3d_train.grow --checkpoint runs/phase5/final --text-layers 4 \
+        --out runs/grown4
+
+writes a checkpoint (our format) that ``model.init: checkpoint`` continues from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+from pathlib import Path
+
+import torch
+
+from video3d_ros.model.build import build_empty, materialize
+from video3d_ros.model.checkpoint import LoadedModel, load_pretrained, save_pretrained
+from video3d_ros.model.modeling import Video3DModel
+from video3d_ros.model.runtime import Runtime
+
+_LAYER = re.compile(r"^language_model\.model\.layers\.(\d+)\.(.+)$")
+# Projections that write into the residual stream; zero in an inserted layer.
+_RESIDUAL_WRITES = ("self_attn.o_proj.weight", "self_attn.o_proj.bias", "mlp.down_proj.weight",
+                    "mlp.down_proj.bias")
+
+
+def layer_plan(old_layers: int, new_layers: int) -> list[int | None]:
+    """Source layer of each new layer: an int copies that layer as is; ``None`` marks an
+    inserted layer (a zero-write copy of the original layer just before it).
+
+    Inserted layers are spread evenly: with 2 → 4, ``[0, None, 1, None]``.
+    """
+    if new_layers <= old_layers:
+        raise ValueError(f"new layer count {new_layers} must exceed the current {old_layers}")
+    extra = new_layers - old_layers
+    plan: list[int | None] = []
+    for i in range(old_layers):
+        plan.append(i)
+        # inserted after layer i: this layer's share of the extras, earliest layers first
+        plan.extend([None] * (extra // old_layers + (1 if i < extra % old_layers else 0)))
+    return plan
+
+
+def grown_state(state: dict[str, torch.Tensor], plan: list[int | None]) -> dict[str, torch.Tensor]:
+    """State dict of the deepened model from ``state`` (the original's) and ``plan``."""
+    by_layer: dict[int, dict[str, torch.Tensor]] = {}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        m = _LAYER.match(key)
+        if m:
+            by_layer.setdefault(int(m.group(1)), {})[m.group(2)] = value
+        else:
+            out[key] = value.clone()
+    source = None
+    for new_idx, src in enumerate(plan):
+        inserted = src is None
+        source = source if inserted else src
+        for name, value in by_layer[source].items():
+            grown = value.clone()
+            if inserted and name in _RESIDUAL_WRITES:
+                grown.zero_()
+            out[f"language_model.model.layers.{new_idx}.{name}"] = grown
+    return out
+
+
+def grow_text_layers(loaded: LoadedModel, num_layers: int) -> Video3DModel:
+    """A model like ``loaded.model`` with ``num_layers`` decoder layers, computing the same
+    outputs (block expansion; see the module docstring)."""
+    config = copy.deepcopy(loaded.model.config)
+    plan = layer_plan(config.text.num_layers, num_layers)
+    config.text.num_layers = num_layers
+    config.text.__post_init__()
+    state = grown_state(loaded.model.state_dict(), plan)
+    runtime: Runtime = loaded.runtime
+    return materialize(build_empty(config, runtime.attn_implementation), runtime, state,
+                       where="grown model")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="video3d-grow", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory (our format)")
+    p.add_argument("--text-layers", type=int, required=True,
+                   help="decoder layers of the grown model (more than it has now)")
+    p.add_argument("--out", type=Path, required=True, help="directory to write")
+    args = p.parse_args(argv)
+    loaded = load_pretrained(args.checkpoint)
+    try:
+        model = grow_text_layers(loaded, args.text_layers)
+    except ValueError as e:
+        p.error(str(e))
+    save_pretrained(model, loaded.tokenizer, args.out, trained_frames=loaded.trained_frames)
+    print(f"{args.checkpoint}: {loaded.model.config.text.num_layers} → {args.text_layers} "
+          f"decoder layers → {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
