@@ -52,6 +52,27 @@ def test_pretraining_changes_only_the_tower_and_learns_categories(generated_root
     assert json.loads((out / "vision_pretrain.json").read_text())["steps"] == 150
 
 
+def test_words_head_aligns_the_projector_with_the_label_words(generated_root, tmp_path):
+    """``--head words`` trains tower and projector (nothing else) so that patch tokens point
+    at the LLM's embedding of their category / colour word."""
+    out = tmp_path / "vp_words"
+    assert main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--data-root", str(generated_root),
+                 "--out", str(out), "--steps", "150", "--probe-steps", "5", "--batch", "16",
+                 "--lr", "3e-3", "--head", "words", "--extra-rooms", str(generated_root),
+                 "--no-progress"]) == 0
+    res = json.loads((out / "vision_pretrain.json").read_text())
+    assert res["head"] == "words"
+    fit = res["training_frames"]["retrained_tower"]
+    assert fit["category"] >= 60.0 and fit["colour"] >= 80.0, res  # measured: 70, 98
+    # every room of the extra root (here the same three rooms) adds its frames
+    assert res["training_frame_count"] > len(list((generated_root / "scannet" / "posed_images")
+                                                   .glob("*/color/*.jpg"))) * 2 // 3
+    old = load_file(str(EMBEDDED_MODEL_DIR / "model.safetensors"))
+    new = load_file(str(out / "model.safetensors"))
+    changed = {k.split(".")[0] for k in old if not torch.equal(old[k], new[k])}
+    assert changed == {"vision_tower", "projector"}
+
+
 def test_patch_labels_line_up_with_the_pixels(generated_root):
     """The mask is cropped like the image: a labelled patch's mean colour is nearest to
     the palette colour of its label (rendered shading aside): 72 % of them in these rooms;

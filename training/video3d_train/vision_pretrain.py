@@ -22,6 +22,7 @@ features. Needs ``posed_images/<scene>/instance/`` masks and ``scans/<scene>/<sc
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import logging
 import time
@@ -46,6 +47,17 @@ log = logging.getLogger(__name__)
 IGNORE = -100  # label of a patch whose colour is not scored (no object covers it)
 NO_OBJECT = 0  # category index of a patch that no object covers (walls, floor, mixed)
 COLOURS = [c.value for c in Colour]
+
+
+class PatchHeadKind(enum.Enum):
+    """What the patch classifiers read, and what their class vectors are."""
+
+    LINEAR = "linear"  # tower output → learned linear classifiers (trains the tower)
+    # projector output (what the LLM reads) → cosine with the LLM's own embedding of the
+    # category / colour words, frozen: trains tower and projector so that a bookshelf's
+    # visual tokens point where the word "bookshelf" does (as LLaVA's first stage aligns
+    # visual tokens with word embeddings, here with labels instead of captions)
+    WORDS = "words"
 
 
 def patch_labels(instance: np.ndarray, object_of_instance: dict[int, tuple[int, int]],
@@ -92,6 +104,17 @@ def scene_ids(root: Path, split: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.npz"))
 
 
+def all_scene_ids(root: Path) -> list[str]:
+    """Every room of ``root``, whichever split it belongs to."""
+    ids = [sid for split in ("train", "val")
+           if (root / "scannet" / "pcd_with_object_aabbs" / split).is_dir()
+           for sid in scene_ids(root, split)]
+    if not ids:
+        raise FileNotFoundError(f"{root} has no generated rooms (scannet/pcd_with_object_aabbs/"
+                                "train or val)")
+    return ids
+
+
 def load_patch_set(store: SceneStore, scenes: list[str], categories: dict[str, int],
                    progress: bool = True) -> PatchSet:
     """Every stored frame of ``scenes`` (as the model sees it) with its patch labels."""
@@ -122,24 +145,63 @@ def load_patch_set(store: SceneStore, scenes: list[str], categories: dict[str, i
 
 
 class PatchHead(torch.nn.Module):
-    """Linear category + colour classifiers on the tower's patch features."""
+    """Category + colour classifiers on patch features (see :class:`PatchHeadKind`)."""
 
-    def __init__(self, width: int, n_categories: int, n_colours: int):
+    def __init__(self, kind: PatchHeadKind, width: int, n_categories: int, n_colours: int,
+                 category_words: torch.Tensor | None = None,
+                 colour_words: torch.Tensor | None = None, temperature: float = 0.1):
         super().__init__()
-        self.category = torch.nn.Linear(width, n_categories)
-        self.colour = torch.nn.Linear(width, n_colours)
+        self.kind = kind
+        if kind is PatchHeadKind.LINEAR:
+            self.category = torch.nn.Linear(width, n_categories)
+            self.colour = torch.nn.Linear(width, n_colours)
+            return
+        if category_words is None or colour_words is None:
+            raise ValueError("the 'words' head needs the category and colour word embeddings")
+        if category_words.shape != (n_categories - 1, width) or colour_words.shape != (n_colours, width):
+            raise ValueError(f"word embeddings {tuple(category_words.shape)} / "
+                             f"{tuple(colour_words.shape)} do not match {n_categories - 1} "
+                             f"categories / {n_colours} colours of width {width}")
+        self.register_buffer("category_words", F.normalize(category_words.float(), dim=-1))
+        self.register_buffer("colour_words", F.normalize(colour_words.float(), dim=-1))
+        self.no_object = torch.nn.Parameter(torch.randn(width) / width ** 0.5)
+        self.temperature = temperature
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, P², W) → category logits (N, P², C) and colour logits (N, P², K)."""
+        if self.kind is PatchHeadKind.LINEAR:
+            return self.category(feats), self.colour(feats)
+        f = F.normalize(feats.float(), dim=-1)
+        cats = torch.cat([F.normalize(self.no_object, dim=-1)[None], self.category_words])
+        return f @ cats.T / self.temperature, f @ self.colour_words.T / self.temperature
 
 
-def patch_features(loaded: LoadedModel, pixel_values: torch.Tensor) -> torch.Tensor:
-    """(N, 3, S, S) → (N, P², Dv): the tower output the projector reads."""
+def word_embeddings(loaded: LoadedModel, words: list[str]) -> torch.Tensor:
+    """(len(words), D): the LLM's input embedding of each word (mean over its tokens, with
+    the leading space it has inside a sentence)."""
+    table = loaded.model.language_model.get_input_embeddings().weight.detach()
+    rows = []
+    for w in words:
+        ids = loaded.tokenizer(" " + w, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"the tokenizer turns {w!r} into no tokens")
+        rows.append(table[ids].mean(0))
+    return torch.stack(rows)
+
+
+def patch_features(loaded: LoadedModel, pixel_values: torch.Tensor,
+                   kind: PatchHeadKind = PatchHeadKind.LINEAR) -> torch.Tensor:
+    """(N, 3, S, S) → (N, P², Dv) tower output (what the projector reads), or for the
+    ``words`` head (N, P², D) projector output (what the LLM reads, before pooling)."""
     tower = loaded.model.vision_tower
     h = tower.embeddings(pixel_values.to(loaded.model.dtype))
-    return tower.encoder(inputs_embeds=h).last_hidden_state
+    h = tower.encoder(inputs_embeds=h).last_hidden_state
+    return loaded.model.projector(h) if kind is PatchHeadKind.WORDS else h
 
 
 def losses(loaded: LoadedModel, head: PatchHead, batch: PatchSet) -> tuple[torch.Tensor, ...]:
-    feats = patch_features(loaded, batch.pixel_values)
-    cat_logits, col_logits = head.category(feats), head.colour(feats)
+    feats = patch_features(loaded, batch.pixel_values, head.kind)
+    cat_logits, col_logits = head(feats)
     cat_t, col_t = batch.category.flatten(1), batch.colour.flatten(1)
     cat_loss = F.cross_entropy(cat_logits.flatten(0, 1), cat_t.flatten())
     col_loss = F.cross_entropy(col_logits.flatten(0, 1), col_t.flatten(), ignore_index=IGNORE)
@@ -167,9 +229,11 @@ def fit_head(loaded: LoadedModel, head: PatchHead, data: PatchSet, steps: int, l
     """AdamW on the head (and the tower when ``train_tower``), constant ``lr``."""
     params = list(head.parameters())
     tower = loaded.model.vision_tower
-    tower.requires_grad_(train_tower)
-    if train_tower:
-        params += list(tower.parameters())
+    trained = [tower] + ([loaded.model.projector] if head.kind is PatchHeadKind.WORDS else [])
+    for m in trained:
+        m.requires_grad_(train_tower)
+        if train_tower:
+            params += list(m.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
     bar = tqdm(range(steps), desc="tower" if train_tower else "probe", disable=not progress)
@@ -182,39 +246,67 @@ def fit_head(loaded: LoadedModel, head: PatchHead, data: PatchSet, steps: int, l
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         bar.set_postfix(category=f"{cat_loss.item():.3f}", colour=f"{col_loss.item():.3f}")
-    tower.requires_grad_(True)
+    for m in trained:
+        m.requires_grad_(True)
+
+
+def _object_names(root: Path, ids: list[str]) -> set[str]:
+    return {o["object_name"] for sid in ids for o in json.loads(
+        (root / "scannet" / "scans" / sid / f"{sid}_objects.json").read_text())["objects"]}
+
+
+def _concat(parts: list[PatchSet]) -> PatchSet:
+    return PatchSet(*(torch.cat([getattr(p, f) for p in parts])
+                      for f in ("pixel_values", "category", "colour")))
 
 
 def pretrain(checkpoint: str | Path, data_root: str | Path, out: str | Path, steps: int,
              lr: float, batch: int, seed: int = 0, probe_steps: int = 500,
-             limit_scenes: int | None = None, progress: bool = True) -> dict[str, dict]:
-    """Retrain ``checkpoint``'s vision tower on patch labels; write it to ``out``.
+             limit_scenes: int | None = None, progress: bool = True,
+             head_kind: PatchHeadKind = PatchHeadKind.LINEAR,
+             extra_roots: list[str | Path] = ()) -> dict[str, dict]:
+    """Retrain ``checkpoint``'s vision tower (and, for the ``words`` head, its projector) on
+    patch labels; write the checkpoint to ``out``.
 
-    Returns patch accuracies on the validation rooms (and, under ``training_frames``, on the
-    training frames): a linear probe of the original tower (``probe_steps`` head-only steps)
-    and the retrained tower with its head.
+    Training frames: the train split of ``data_root`` plus every room of ``extra_roots``
+    (more generated rooms; their questions are not used). Returns patch accuracies on the
+    validation rooms of ``data_root`` (and, under ``training_frames``, on the training
+    frames): a linear probe of the original tower (``probe_steps`` head-only steps) and the
+    retrained model with its head.
     """
+    head_kind = PatchHeadKind(head_kind)
     torch.manual_seed(seed)
     root = Path(data_root)
     loaded = load_pretrained(checkpoint, Runtime(torch.device("cpu"), torch.float32, "sdpa"))
     train_ids, val_ids = scene_ids(root, "train"), scene_ids(root, "val")
+    extras = [(Path(r), all_scene_ids(Path(r))) for r in extra_roots]
     if limit_scenes:
         train_ids, val_ids = train_ids[:limit_scenes], val_ids[:limit_scenes]
-    names = sorted({o["object_name"] for sid in train_ids + val_ids for o in json.loads(
-        (root / "scannet" / "scans" / sid / f"{sid}_objects.json").read_text())["objects"]})
+        extras = [(r, ids[:limit_scenes]) for r, ids in extras]
+    names = sorted(_object_names(root, train_ids + val_ids).union(
+        *(_object_names(r, ids) for r, ids in extras)))
     categories = {n: i + 1 for i, n in enumerate(names)}  # 0: no object
-    store = SceneStore(root, loaded.processor, num_frames=1 << 20, cache=False)  # every frame
     t0 = time.perf_counter()
-    train, val = (load_patch_set(store, ids, categories, progress) for ids in (train_ids, val_ids))
+    sources = [(root, train_ids)] + extras
+    train = _concat([load_patch_set(SceneStore(r, loaded.processor, num_frames=1 << 20,
+                                               cache=False), ids, categories, progress)
+                     for r, ids in sources])  # every stored frame
+    val = load_patch_set(SceneStore(root, loaded.processor, num_frames=1 << 20, cache=False),
+                         val_ids, categories, progress)
     log.info("%d training / %d validation frames in %.1f s", len(train.pixel_values),
              len(val.pixel_values), time.perf_counter() - t0)
-    width = loaded.model.config.vision.hidden_size
+    vision_width = loaded.model.config.vision.hidden_size
     model = loaded.model.train()
-    probe = PatchHead(width, len(names) + 1, len(COLOURS))
+    probe = PatchHead(PatchHeadKind.LINEAR, vision_width, len(names) + 1, len(COLOURS))
     fit_head(loaded, probe, train, probe_steps, 1e-2, batch, seed, False, progress)
     before, before_train = accuracy(loaded, probe, val), accuracy(loaded, probe, train)
-    head = PatchHead(width, len(names) + 1, len(COLOURS))
-    head.load_state_dict(probe.state_dict())
+    if head_kind is PatchHeadKind.LINEAR:
+        head = PatchHead(head_kind, vision_width, len(names) + 1, len(COLOURS))
+        head.load_state_dict(probe.state_dict())
+    else:
+        head = PatchHead(head_kind, loaded.model.config.text.hidden_size, len(names) + 1,
+                         len(COLOURS), word_embeddings(loaded, names),
+                         word_embeddings(loaded, COLOURS))
     t0 = time.perf_counter()
     fit_head(loaded, head, train, steps, lr, batch, seed, True, progress)
     seconds = time.perf_counter() - t0
@@ -223,7 +315,8 @@ def pretrain(checkpoint: str | Path, data_root: str | Path, out: str | Path, ste
     result = {"linear_probe_of_original_tower": before, "retrained_tower": after,
               "training_frames": {"linear_probe_of_original_tower": before_train,
                                   "retrained_tower": after_train},
-              "steps": steps, "train_seconds": round(seconds, 1),
+              "head": head_kind.value, "steps": steps, "train_seconds": round(seconds, 1),
+              "training_frame_count": len(train.pixel_values),
               "categories": names, "colours": COLOURS}
     (Path(out) / "vision_pretrain.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -242,6 +335,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe-steps", type=int, default=500,
                    help="head-only steps measuring the original tower (linear probe)")
     p.add_argument("--limit-scenes", type=int, default=None, help="first N train/val rooms")
+    p.add_argument("--head", choices=[k.value for k in PatchHeadKind], default="linear",
+                   help="linear: classifiers on the tower output; words: projector output "
+                        "against the LLM's embeddings of the label words (trains the projector too)")
+    p.add_argument("--extra-rooms", action="append", default=[], metavar="ROOT",
+                   help="more generated rooms (all of them) for training frames; repeatable")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -249,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     res = pretrain(args.checkpoint, args.data_root, args.out, args.steps, args.lr, args.batch,
-                   args.seed, args.probe_steps, args.limit_scenes, not args.no_progress)
+                   args.seed, args.probe_steps, args.limit_scenes, not args.no_progress,
+                   PatchHeadKind(args.head), args.extra_rooms)
     for k in ("linear_probe_of_original_tower", "retrained_tower"):
         r = res[k]
         print(f"{k}: category {r['category']:.1f} %, colour {r['colour']:.1f} % "
