@@ -39,3 +39,29 @@ def test_evaluate_writes_records_and_metrics(generated_root, tmp_path):
     assert again == res
     assert json.loads((out / "metrics.json").read_text()) == res
     assert "| res |" in (out / "table.md").read_text()
+
+
+def test_blind_evaluation_answers_from_the_question_alone(generated_root, tmp_path):
+    """``--blind``: the LLM reads zeros instead of the video, so a question gets one answer
+    whichever room it is asked about (seeing, the answers may differ); grounding scores
+    change (the <ground> query comes from the LLM)."""
+    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+
+    raw = json.loads((generated_root / "processed/scanqa_val_llava_style.json").read_text())
+    rooms = sorted(p.name for p in (generated_root / "scannet/posed_images").iterdir())
+    distinct = list({q["conversations"][0]["value"]: q for q in raw}.values())[:4]
+    asked = [{**q, "id": f"q{i}-{room}_0", "video": f"scannet/{room}"}
+             for i, q in enumerate(distinct) for room in rooms]  # every question in every room
+    qa_file = tmp_path / "asked_everywhere.json"
+    qa_file.write_text(json.dumps(asked))
+    files = [str(qa_file), "processed/scanrefer_vg_val_llava_style.json"]
+    for name, blind in (("blind", True), ("seeing", False)):
+        evaluate(EMBEDDED_MODEL_DIR, generated_root, files, tmp_path / name, device="cpu",
+                 limit=len(asked), progress=False, meteor=False, blind=blind)
+    by_question = {}
+    for r in read_jsonl(tmp_path / "blind" / "scanqa.jsonl"):
+        by_question.setdefault(r["id"].split("-")[0], set()).add(r["prediction"])
+    assert len(by_question) == 4 and all(len(v) == 1 for v in by_question.values()), by_question
+    seeing = {r["id"]: r["proposal_scores"] for r in read_jsonl(tmp_path / "seeing" / "scanrefer.jsonl")}
+    blind = {r["id"]: r["proposal_scores"] for r in read_jsonl(tmp_path / "blind" / "scanrefer.jsonl")}
+    assert seeing.keys() == blind.keys() and any(seeing[k] != blind[k] for k in seeing)

@@ -7,6 +7,9 @@
   every proposal and for the "no target" entry.
 - ``most_frequent``: per question type, the most frequent training answer
   (SQA3D: its question types; ScanQA: the question's first word).
+- ``question_prior``: the most frequent training answer to the very same question text
+  (whitespace and case normalised), else ``most_frequent``'s answer: what a text-only model
+  can learn from the training set without looking at any scene.
 - ``nearest_template``: Scan2Cap caption of the training object whose box size
   is nearest to the queried box's (no image used).
 """
@@ -39,6 +42,23 @@ def most_frequent_answers(train: list[Sample]) -> dict[tuple[Task, str], str]:
     for s in train:
         counts[(s.task, qa_type(s))][s.answer] += 1
     return {k: c.most_common(1)[0][0] for k, c in counts.items()}
+
+
+def question_key(s: Sample) -> tuple[Task, str]:
+    return s.task, " ".join(s.prompt.lower().split())
+
+
+def question_prior_records(val: list[Sample], train: list[Sample],
+                           fallback: dict[tuple[Task, str], str]) -> list[dict]:
+    counts: dict[tuple[Task, str], Counter] = defaultdict(Counter)
+    for s in train:
+        counts[question_key(s)][s.answer] += 1
+    recs = most_frequent_records(val, fallback)
+    for s, r in zip(val, recs):
+        c = counts.get(question_key(s))
+        if c:
+            r["prediction"] = c.most_common(1)[0][0]
+    return recs
 
 
 def random_proposal_records(val: list[Sample], root: Path, seed: int = 0) -> list[dict[str, Any]]:
@@ -82,7 +102,7 @@ def run_baselines(root: Path, train_files: list[str], val_files: list[str], out:
         train.setdefault(ss[0].task, []).extend(ss)
     table = most_frequent_answers([s for ss in train.values() for s in ss])
     results = {}
-    for name in ("random_proposal", "most_frequent", "nearest_template"):
+    for name in ("random_proposal", "most_frequent", "question_prior", "nearest_template"):
         d = out / name
         wrote = False
         for f in val_files:
@@ -92,6 +112,8 @@ def run_baselines(root: Path, train_files: list[str], val_files: list[str], out:
                 recs = random_proposal_records(val, root)
             elif name == "most_frequent" and task in (Task.SCANQA, Task.SQA3D):
                 recs = most_frequent_records(val, table)
+            elif name == "question_prior" and task in (Task.SCANQA, Task.SQA3D):
+                recs = question_prior_records(val, train.get(task, []), table)
             elif name == "nearest_template" and task is Task.SCAN2CAP and task in train:
                 recs = nearest_template_records(val, train[task])
             else:

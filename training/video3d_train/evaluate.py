@@ -21,6 +21,7 @@ ground-truth boxes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -79,14 +80,27 @@ def best_proposal(gt: np.ndarray, proposals: np.ndarray, threshold: float) -> tu
     return (i if iou[i] >= threshold else None), float(iou[i])
 
 
+def _blinded(encode_frames: Callable) -> Callable:
+    """``encode_frames`` whose video tokens (what the LLM reads: content, 3D position,
+    newlines) are zeros; the patch features that grounding pools per object are kept."""
+
+    def encode(*args, **kwargs):
+        enc = encode_frames(*args, **kwargs)
+        return dataclasses.replace(enc, tokens=torch.zeros_like(enc.tokens))
+
+    return encode
+
+
 class Evaluator:
     """Runs one checkpoint over processed samples, scene by scene."""
 
     def __init__(self, checkpoint: str | Path, data_root: str | Path, num_frames: int,
                  proposals: dict[str, np.ndarray] | None = None, device: str | None = None,
-                 batch_size: int = 8, max_new_tokens: int = 48):
+                 batch_size: int = 8, max_new_tokens: int = 48, blind: bool = False):
         loaded = load_pretrained(checkpoint, detect_runtime(device))
         self.model, self.tok, self.processor = loaded.model, loaded.tokenizer, loaded.processor
+        if blind:
+            self.model.encode_frames = _blinded(self.model.encode_frames)
         self.store = SceneStore(data_root, self.processor, num_frames)
         self.dataset = Video3DDataset([], self.store, max_length=1 << 30)
         self.step = Video3DForTraining(self.model, self.tok.pad_token_id)
@@ -161,10 +175,13 @@ class Evaluator:
 def evaluate(checkpoint: str | Path, data_root: str | Path, files: list[str], out_dir: str | Path,
              num_frames: int | None = None, proposals_file: str | Path | None = None,
              limit: int | None = None, device: str | None = None,
-             progress: bool = True, meteor: bool = True) -> dict[str, dict[str, float]]:
+             progress: bool = True, meteor: bool = True,
+             blind: bool = False) -> dict[str, dict[str, float]]:
     """Write results JSONL per task (sharded over torchrun ranks) and return the metrics.
 
     ``num_frames`` None: as many as the checkpoint was trained with (its config.json).
+    ``blind``: the LLM gets zeros for every video token — a diagnostic: how much of a
+    score the model gets without looking at the scene (text prior only).
     """
     from accelerate import PartialState
 
@@ -175,7 +192,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, files: list[str], ou
     state = PartialState(cpu=device == "cpu")
     out = Path(out_dir)
     props = read_proposals(proposals_file) if proposals_file else None
-    ev = Evaluator(checkpoint, data_root, num_frames, props, device)
+    ev = Evaluator(checkpoint, data_root, num_frames, props, device, blind=blind)
     for f in files:
         samples, _ = read_processed(Path(data_root) / f)
         samples = subset(samples, limit)
@@ -255,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--metrics-only", action="store_true", help="recompute from the JSONL files")
     p.add_argument("--no-meteor", action="store_true", help="skip METEOR (needs Java)")
+    p.add_argument("--blind", action="store_true",
+                   help="diagnostic: zeros instead of the video tokens the LLM reads (the "
+                        "score without looking at the scene)")
     p.add_argument("--compare", nargs="+", metavar="NAME=DIR",
                    help="print one Markdown table across result folders and exit")
     args = p.parse_args(argv)
@@ -270,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.checkpoint and args.data_root and args.files):
             p.error("--checkpoint, --data-root and --files are required unless --metrics-only")
         res = evaluate(args.checkpoint, args.data_root, args.files, args.out, args.num_frames,
-                       args.proposals, args.limit, args.device, meteor=not args.no_meteor)
+                       args.proposals, args.limit, args.device, meteor=not args.no_meteor,
+                       blind=args.blind)
     else:
         res = metrics_from_dir(args.out, meteor=not args.no_meteor)
     for task, m in res.items():
