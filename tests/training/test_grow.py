@@ -32,8 +32,8 @@ def test_grown_checkpoint_answers_exactly_like_the_original(generated_root, tmp_
     assert meta["trained_frames"] == original["trained_frames"]
     files = ["processed/scanrefer_vg_val_llava_style.json", "processed/scanqa_val_llava_style.json"]
     for name, ckpt in (("original", EMBEDDED_MODEL_DIR), ("grown", tmp_path / "grown")):
-        evaluate(ckpt, generated_root, files, tmp_path / name, device="cpu", progress=False,
-                 meteor=False)
+        evaluate(ckpt, generated_root, files, tmp_path / name, device="cpu", limit=8,
+                 progress=False, meteor=False)
     for task in ("scanrefer", "scanqa"):
         a = (tmp_path / "original" / f"{task}.jsonl").read_text().splitlines()
         b = (tmp_path / "grown" / f"{task}.jsonl").read_text().splitlines()
