@@ -244,6 +244,32 @@ def test_11b_pose_topic_stalled_for_seconds_loses_no_frame(model_dir) -> None:
         graph.close()
 
 
+def test_11c_images_before_the_first_camera_info_are_kept(model_dir) -> None:
+    """At start-up an image can arrive before any camera_info (separate topics, and the
+    executor may run the image callback first): the node keeps such pairs and uses them
+    once the camera_info comes, instead of dropping them."""
+    graph = Graph(model_dir, with_camera=False, node_params={"buffer_capacity": 8, "min_new_voxels": 1,
+                                                             "sensor_qos": False})
+    feeder = None
+    try:
+        graph.wait_active()
+        feeder = FramePublisher(graph, n_frames=6, width=96, height=72)
+        for _ in range(2):
+            feeder.send(info=False)
+            time.sleep(0.1)
+        time.sleep(0.5)
+        stats = counters(graph)
+        assert stats["frames_received"] == 0 and stats["bad_messages"] == 0, stats
+        feeder.send()  # with its camera_info
+        graph.wait_for(lambda: counters(graph)["frames_received"] >= 3, 10.0, "all three frames")
+        stats = counters(graph)
+        assert stats["frames_received"] == 3 and stats["bad_messages"] == 0, stats
+    finally:
+        if feeder is not None:
+            feeder.node.destroy_node()
+        graph.close()
+
+
 @pytest.mark.parametrize("bad", ["nan", "not_a_rotation"])
 def test_12_non_finite_or_invalid_pose_is_ignored(rig, bad) -> None:
     graph, feeder = rig

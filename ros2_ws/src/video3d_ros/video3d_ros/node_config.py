@@ -40,7 +40,8 @@ class NodeConfig:
     sync_slop_s: float = _p(0.05, "colour/depth stamps closer than this are paired, seconds")
     sync_queue_size: int = _p(10, "messages kept per input while pairing")
     pose_source: str = _p("auto", "camera pose from 'tf', 'topic' (camera_pose / odom) or 'auto'")
-    pose_queue_size: int = _p(30, "frames kept while waiting for their pose (oldest dropped)")
+    pose_queue_size: int = _p(30, "frames kept while waiting for their pose, and before the first "
+                                  "color/camera_info (oldest dropped)")
     pose_wait_s: float = _p(1.0, "drop a frame whose pose is missing: TF after this wait; topic once poses this much newer arrived")
     pose_silence_s: float = _p(5.0, "topic poses: drop frames waiting for a pose once the pose topic has been silent this long (a reliable topic can stall for seconds while a lost sample is resent)")
     ingest_queue_size: int = _p(8, "frames waiting for keyframe selection (oldest dropped)")

@@ -130,6 +130,11 @@ class Video3DNode(LifecycleNode):
         self._pending_lock = threading.Lock()
         self._sync: ApproximateTimeSync | None = None  # built-in pairing (no message_filters)
         self._K: dict[str, tuple[np.ndarray, tuple[int, int]]] = {}  # "color"/"depth" -> (K, (h, w))
+        # pairs that arrived before the camera_info they need (at start-up an image callback
+        # can run before the first info callback); replayed when it comes
+        self._before_info: collections.deque[tuple[Image, np.ndarray, np.ndarray]] = \
+            collections.deque()
+        self._before_info_lock = threading.Lock()
         self._poses = PoseHistory()
         self._last_pose_wall = 0.0  # monotonic time of the last accepted pose message
         self._tf_buffer = None
@@ -256,6 +261,8 @@ class Video3DNode(LifecycleNode):
         self._subs, self._timers = [], []
         with self._pending_lock:
             self._pending.clear()
+        with self._before_info_lock:
+            self._before_info.clear()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -300,6 +307,28 @@ class Video3DNode(LifecycleNode):
             self._K[which] = (convert.camera_info_to_K(msg), (msg.height, msg.width))
         except ValueError as exc:
             self._bad(f"{which}/camera_info: {exc}")
+            return
+        self._replay_held()
+
+    def _replay_held(self) -> None:
+        with self._before_info_lock:
+            held, self._before_info = list(self._before_info), collections.deque()
+        for color, rgb, depth_arr in held:
+            self._enqueue(color, rgb, depth_arr)
+
+    def _hold_for_info(self, color: Image, rgb: np.ndarray, depth_arr: np.ndarray,
+                       needs: str, why: str) -> None:
+        """Keep a pair until the ``needs`` camera_info ("color") arrives (at most
+        ``pose_queue_size`` pairs; older ones are dropped with ``why``)."""
+        with self._before_info_lock:
+            self._before_info.append((color, rgb, depth_arr))
+            overflow = len(self._before_info) > self.config.pose_queue_size
+            if overflow:
+                self._before_info.popleft()
+        if overflow:
+            self._bad(f"image dropped: {why}")
+        if needs in self._K:  # it arrived meanwhile (from another callback thread)
+            self._replay_held()
 
     def _on_pair(self, color: Image, depth: Image) -> None:
         """Synchronised colour + depth: convert, then wait for the pose. Never blocks."""
@@ -311,8 +340,13 @@ class Video3DNode(LifecycleNode):
         except ValueError as exc:
             self._bad(f"image dropped: {exc}")
             return
+        self._enqueue(color, rgb, depth_arr)
+
+    def _enqueue(self, color: Image, rgb: np.ndarray, depth_arr: np.ndarray) -> None:
+        """Check a converted pair against the camera_info and queue it for its pose."""
         if "color" not in self._K:
-            self._bad("image dropped: no color/camera_info received yet")
+            self._hold_for_info(color, rgb, depth_arr, "color",
+                                "no color/camera_info received yet")
             return
         K_color, hw = self._K["color"]
         if hw != rgb.shape[:2]:
@@ -322,6 +356,8 @@ class Video3DNode(LifecycleNode):
         K_depth = None
         if depth_arr.shape != rgb.shape[:2]:
             if "depth" not in self._K:
+                # (not held like a missing color/camera_info: a depth image of another size
+                # with no depth/camera_info at all is a set-up error to report at once)
                 self._bad(f"image dropped: depth {depth_arr.shape[1]}x{depth_arr.shape[0]} differs from "
                           f"colour {rgb.shape[1]}x{rgb.shape[0]} and no depth/camera_info was received")
                 return
