@@ -3,6 +3,7 @@ and a good query succeeds afterwards. The README lists these kinds."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -221,15 +222,26 @@ def test_11_pose_arriving_late_is_still_used(rig) -> None:
     wait_ingested(graph, before + 2, 5.0)
 
 
-def test_11b_pose_topic_stalled_for_seconds_loses_no_frame(model_dir) -> None:
-    """Default pose parameters: a reliable pose topic that stalls for 2 s (as when one lost
-    sample holds back the later ones until it is resent) delays frames but drops none."""
+@contextlib.contextmanager
+def fresh_rig(model_dir):
+    """A node of its own (default pose parameters, nothing received yet) and a feeder."""
     graph = Graph(model_dir, with_camera=False, node_params={"buffer_capacity": 8, "min_new_voxels": 1,
                                                              "sensor_qos": False})
     feeder = None
     try:
         graph.wait_active()
         feeder = FramePublisher(graph, n_frames=6, width=96, height=72)
+        yield graph, feeder
+    finally:
+        if feeder is not None:
+            feeder.node.destroy_node()
+        graph.close()
+
+
+def test_11b_pose_topic_stalled_for_seconds_loses_no_frame(model_dir) -> None:
+    """Default pose parameters: a reliable pose topic that stalls for 2 s (as when one lost
+    sample holds back the later ones until it is resent) delays frames but drops none."""
+    with fresh_rig(model_dir) as (graph, feeder):
         for _ in range(4):
             feeder.send(pose_delay_s=2.0)
             time.sleep(0.1)
@@ -238,22 +250,13 @@ def test_11b_pose_topic_stalled_for_seconds_loses_no_frame(model_dir) -> None:
                        10.0, "the stalled frames to be resolved")
         stats = counters(graph)
         assert stats["pose_failures"] == 0 and stats["frames_received"] == 4, stats
-    finally:
-        if feeder is not None:
-            feeder.node.destroy_node()
-        graph.close()
 
 
 def test_11c_images_before_the_first_camera_info_are_kept(model_dir) -> None:
     """At start-up an image can arrive before any camera_info (separate topics, and the
     executor may run the image callback first): the node keeps such pairs and uses them
     once the camera_info comes, instead of dropping them."""
-    graph = Graph(model_dir, with_camera=False, node_params={"buffer_capacity": 8, "min_new_voxels": 1,
-                                                             "sensor_qos": False})
-    feeder = None
-    try:
-        graph.wait_active()
-        feeder = FramePublisher(graph, n_frames=6, width=96, height=72)
+    with fresh_rig(model_dir) as (graph, feeder):
         for _ in range(2):
             feeder.send(info=False)
             time.sleep(0.1)
@@ -264,10 +267,6 @@ def test_11c_images_before_the_first_camera_info_are_kept(model_dir) -> None:
         graph.wait_for(lambda: counters(graph)["frames_received"] >= 3, 10.0, "all three frames")
         stats = counters(graph)
         assert stats["frames_received"] == 3 and stats["bad_messages"] == 0, stats
-    finally:
-        if feeder is not None:
-            feeder.node.destroy_node()
-        graph.close()
 
 
 @pytest.mark.parametrize("bad", ["nan", "not_a_rotation"])

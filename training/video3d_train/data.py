@@ -268,6 +268,12 @@ class SceneTensors:
     object_masks: np.ndarray  # (N, F, C, C) bool: cells inside each object box
 
 
+def uniform_frame_numbers(scan_dir: Path, num_frames: int) -> list[int]:
+    """Frame numbers (NNNNN) of ``num_frames`` evenly spaced frames of a posed-images scan."""
+    frames = list_frames(scan_dir)
+    return [frames[i].index for i in uniform_indices(len(frames), num_frames)]
+
+
 class SceneStore:
     """Loads scenes from the posed-images layout (and caches them in memory).
 
@@ -292,10 +298,8 @@ class SceneStore:
         return self.root / "scannet" / "posed_images" / scene_id
 
     def frame_numbers(self, scene_id: str) -> list[int]:
-        frames = list_frames(self.scan_dir(scene_id))
         if self.selection is None or self.sampling is SamplingStrategy.UNIFORM:
-            idx = uniform_indices(len(frames), self.num_frames)
-            return [frames[i].index for i in idx]
+            return uniform_frame_numbers(self.scan_dir(scene_id), self.num_frames)
         if scene_id not in self.selection:
             raise DataError(f"selection file has no record for scene {scene_id}")
         return selected_frame_numbers(self.selection[scene_id], self.sampling, self.num_frames)

@@ -21,22 +21,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from video3d_ros.keyframes.sampling import uniform_indices
-
-from .data import DataError
+from .data import DataError, uniform_frame_numbers
 from .metrics import scanqa_metrics
 
 
 def frame_masks(root: Path, scene_id: str, num_frames: int) -> list[np.ndarray]:
-    """Instance masks (object_id + 1; 0 = nothing) of the uniformly sampled frames."""
-    folder = root / "scannet" / "posed_images" / scene_id / "instance"
-    files = sorted(folder.glob("*.png"))
-    if not files:
-        raise DataError(f"{folder}: no instance masks (only generated rooms have them)")
+    """Instance masks (object_id + 1; 0 = nothing) of the frames evaluation samples."""
+    scan = root / "scannet" / "posed_images" / scene_id
     out = []
-    for i in uniform_indices(len(files), num_frames):
-        with Image.open(files[i]) as im:
-            out.append(np.asarray(im))
+    for n in uniform_frame_numbers(scan, num_frames):
+        path = scan / "instance" / f"{n:05d}.png"
+        try:
+            with Image.open(path) as im:
+                out.append(np.asarray(im))
+        except OSError as e:
+            raise DataError(f"{path}: {e} (only generated rooms have instance masks)") from e
     return out
 
 
@@ -60,6 +59,11 @@ def visibility(root: str | Path, annotations: list[dict], num_frames: int,
     return out
 
 
+def question_id(record_id: str) -> str:
+    """Question id of a ``video3d-eval`` record id (``<task>_<question_id>_<n>``)."""
+    return record_id.split("_", 1)[1].rsplit("_", 1)[0]
+
+
 def split_by_visibility(records: list[dict], visible: dict[str, bool]) -> dict[str, dict]:
     """ScanQA metrics of the records whose question is / is not visible.
 
@@ -67,7 +71,7 @@ def split_by_visibility(records: list[dict], visible: dict[str, bool]) -> dict[s
     """
     groups: dict[str, list[dict]] = {"visible": [], "not visible": []}
     for r in records:
-        qid = r["id"].split("_", 1)[1].rsplit("_", 1)[0]
+        qid = question_id(r["id"])
         if qid not in visible:
             raise KeyError(f"result {r['id']!r}: question {qid!r} is not in the annotations")
         groups["visible" if visible[qid] else "not visible"].append(r)
@@ -92,10 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"cannot read {path}: {e}")
     vis = visibility(args.data_root, annotations, args.frames, args.min_pixels)
     if args.results:
-        records = [json.loads(line) for line in Path(args.results).read_text().splitlines()
-                   if line.strip()]
-        vis = {q: v for q, v in vis.items()
-               if q in {r["id"].split("_", 1)[1].rsplit("_", 1)[0] for r in records}}
+        try:
+            records = [json.loads(line) for line in Path(args.results).read_text().splitlines()
+                       if line.strip()]
+        except (OSError, json.JSONDecodeError) as e:
+            p.error(f"cannot read {args.results}: {e}")
+        asked = {question_id(r["id"]) for r in records}
+        vis = {q: v for q, v in vis.items() if q in asked}
         for k, v in split_by_visibility(records, vis).items():
             em = f", EM {v['em']:.1f}" if "em" in v else ""
             print(f"{k}: {v['questions']} questions{em}")

@@ -78,16 +78,18 @@ def patch_labels(instance: np.ndarray, object_of_instance: dict[int, tuple[int, 
     crop = resize_crop_nearest(instance, resize_crop_params(*instance.shape, size_px))
     p = size_px // patch_px
     cells = crop[: p * patch_px, : p * patch_px].reshape(p, patch_px, p, patch_px)
-    cells = cells.transpose(0, 2, 1, 3).reshape(p, p, patch_px * patch_px).astype(np.int64)
-    cat = np.full((p, p), NO_OBJECT, np.int64)
-    col = np.full((p, p), IGNORE, np.int64)
-    for i in range(p):
-        for j in range(p):
-            counts = np.bincount(cells[i, j])
-            top = int(counts.argmax())
-            if top and counts[top] >= min_cover * cells.shape[-1] and top in object_of_instance:
-                cat[i, j], col[i, j] = object_of_instance[top]
-    return cat, col
+    cells = cells.transpose(0, 2, 1, 3).reshape(p * p, patch_px * patch_px).astype(np.int64)
+    # pixel count of every instance value in every patch, in one bincount
+    n_values = int(cells.max()) + 1
+    counts = np.bincount((np.arange(p * p)[:, None] * n_values + cells).ravel(),
+                         minlength=p * p * n_values).reshape(p * p, n_values)
+    top = counts.argmax(1)
+    covered = counts[np.arange(p * p), top] >= min_cover * cells.shape[1]
+    table = np.array([object_of_instance.get(v, (NO_OBJECT, IGNORE)) for v in range(n_values)],
+                     np.int64).reshape(n_values, 2)
+    table[0] = (NO_OBJECT, IGNORE)  # 0: no object hit
+    labels = np.where(covered[:, None], table[top], (NO_OBJECT, IGNORE))
+    return labels[:, 0].reshape(p, p), labels[:, 1].reshape(p, p)
 
 
 @dataclass
@@ -193,9 +195,7 @@ def patch_features(loaded: LoadedModel, pixel_values: torch.Tensor,
                    kind: PatchHeadKind = PatchHeadKind.LINEAR) -> torch.Tensor:
     """(N, 3, S, S) → (N, P², Dv) tower output (what the projector reads), or for the
     ``words`` head (N, P², D) projector output (what the LLM reads, before pooling)."""
-    tower = loaded.model.vision_tower
-    h = tower.embeddings(pixel_values.to(loaded.model.dtype))
-    h = tower.encoder(inputs_embeds=h).last_hidden_state
+    h = loaded.model.tower_features(pixel_values)
     return loaded.model.projector(h) if kind is PatchHeadKind.WORDS else h
 
 

@@ -106,6 +106,13 @@ class Video3DModel(nn.Module):
 
     # ---- vision -------------------------------------------------------------------------
 
+    def tower_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(F, 3, S, S) normalised frames → (F, P², Dv) patch features (what the projector reads)."""
+        h = self.vision_tower.embeddings(pixel_values.to(self.dtype))
+        # the stored tower is already truncated: its last layer's output (no post-LN) is
+        # the reference's "second-to-last layer" feature
+        return self.vision_tower.encoder(inputs_embeds=h).last_hidden_state
+
     def encode_frames(self, pixel_values: torch.Tensor,
                       token_points: torch.Tensor | None) -> FrameEncoding:
         """Frames → visual tokens.
@@ -117,11 +124,7 @@ class Video3DModel(nn.Module):
         """
         n = pixel_values.shape[0]
         p = self.config.grid.patches_per_side
-        h = self.vision_tower.embeddings(pixel_values.to(self.dtype))  # (F, P², Dv)
-        # the stored tower is already truncated: its last layer's output (no post-LN) is
-        # the reference's "second-to-last layer" feature
-        h = self.vision_tower.encoder(inputs_embeds=h).last_hidden_state  # (F, P², Dv)
-        patches = self.projector(h).view(n, p, p, -1)  # (F, P, P, D)
+        patches = self.projector(self.tower_features(pixel_values)).view(n, p, p, -1)  # (F, P, P, D)
         pooled = pool_2d(patches, self.config.video.pool_mode, self.config.video.pool_stride)
         tokens = pooled
         if self.position_encoding is not None:

@@ -316,18 +316,17 @@ class Video3DNode(LifecycleNode):
         for color, rgb, depth_arr in held:
             self._enqueue(color, rgb, depth_arr)
 
-    def _hold_for_info(self, color: Image, rgb: np.ndarray, depth_arr: np.ndarray,
-                       needs: str, why: str) -> None:
-        """Keep a pair until the ``needs`` camera_info ("color") arrives (at most
-        ``pose_queue_size`` pairs; older ones are dropped with ``why``)."""
+    def _hold_for_info(self, color: Image, rgb: np.ndarray, depth_arr: np.ndarray) -> None:
+        """Keep a pair until the first color/camera_info arrives (at most
+        ``pose_queue_size`` pairs; older ones are dropped)."""
         with self._before_info_lock:
             self._before_info.append((color, rgb, depth_arr))
             overflow = len(self._before_info) > self.config.pose_queue_size
             if overflow:
                 self._before_info.popleft()
         if overflow:
-            self._bad(f"image dropped: {why}")
-        if needs in self._K:  # it arrived meanwhile (from another callback thread)
+            self._bad("image dropped: no color/camera_info received yet")
+        if "color" in self._K:  # it arrived meanwhile (from another callback thread)
             self._replay_held()
 
     def _on_pair(self, color: Image, depth: Image) -> None:
@@ -345,8 +344,7 @@ class Video3DNode(LifecycleNode):
     def _enqueue(self, color: Image, rgb: np.ndarray, depth_arr: np.ndarray) -> None:
         """Check a converted pair against the camera_info and queue it for its pose."""
         if "color" not in self._K:
-            self._hold_for_info(color, rgb, depth_arr, "color",
-                                "no color/camera_info received yet")
+            self._hold_for_info(color, rgb, depth_arr)
             return
         K_color, hw = self._K["color"]
         if hw != rgb.shape[:2]:
