@@ -74,6 +74,7 @@ def test_scanqa_real_record():
     assert out[1]["conversations"] == [
         {"value": "<image> What is in the right corner of room by curtains? Answer the question simply.",
          "from": "human"}, {"value": "cabinet", "from": "gpt"}]
+    assert [o["metadata"]["object_id"] for o in out] == [[8], [8]]
     for r in out:
         cv.validate_processed(r)
 

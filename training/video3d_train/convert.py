@@ -189,16 +189,23 @@ def convert_scan2cap(records: list[Mapping], boxes: Boxes, *, split: str,
 
 
 def convert_scanqa(records: list[Mapping]) -> list[dict]:
-    """ScanQA records → one sample per reference answer (as the reference); all answers in metadata."""
+    """ScanQA records → one sample per reference answer (as the reference); all answers in metadata.
+
+    The record's ``object_ids`` (the objects the answer is about) are kept as
+    ``metadata.object_id`` (a list): the answer-attention loss reads them (step.py).
+    """
     out = []
     for r in records:
         answers = r.get("answers") or []
+        meta = {"dataset": Benchmark.SCANQA.value, "question_type": "unknow",
+                "question_id": r["question_id"], "answers": list(answers)}
+        if r.get("object_ids"):
+            meta["object_id"] = [int(o) for o in r["object_ids"]]
         for j, answer in enumerate(answers):
             out.append({
                 "id": f"scanqa_{r['question_id']}_{j}", "video": _video(r["scene_id"]),
                 "conversations": _conversation(IMAGE_TOKEN + qa_prompt(r["question"]), answer),
-                "metadata": {"dataset": Benchmark.SCANQA.value, "question_type": "unknow",
-                             "question_id": r["question_id"], "answers": list(answers)},
+                "metadata": dict(meta),
             })
     return out
 

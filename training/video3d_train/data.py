@@ -387,6 +387,8 @@ class Item:
     coord_points: torch.Tensor | None  # (1, K, 3) Scan2Cap <coord> centre
     object_sizes: torch.Tensor | None = None  # (N, 1, 3) encoding input of candidate sizes
     coord_sizes: torch.Tensor | None = None  # (1, 1, 3) Scan2Cap <coord> box size
+    answer_cells: torch.Tensor | None = None  # (F, G, G) bool: video tokens that see an object
+    # the answer is about (ScanQA object_ids); target of the answer-attention loss (step.py)
 
 
 def target_indices(sample: Sample, objects: SceneObjects) -> list[int]:
@@ -450,8 +452,32 @@ class Video3DDataset(torch.utils.data.Dataset):
             box = s.box_input if s.box_input is not None else s.target_boxes[0]
             coord = torch.from_numpy(center_points(box[:3], pos_cfg))[None]
             coord_size = torch.from_numpy(size_points(box[3:], pos_cfg))[None]
+        answer = None
+        if s.task is Task.SCANQA and s.object_ids:
+            answer = answer_token_cells(s, scene, proc.config.grid.pooled_per_side)
         return Item(s, enc.input_ids, enc.labels, scene.pixel_values, scene.token_points,
-                    masks, centres, positives, coord, sizes, coord_size)
+                    masks, centres, positives, coord, sizes, coord_size, answer)
+
+
+def answer_token_cells(sample: Sample, scene: SceneTensors, pooled_per_side: int
+                       ) -> torch.Tensor | None:
+    """(F, G, G) bool: pooled video tokens whose cell sees one of ``sample.object_ids``.
+
+    Built from the scene's per-object cell masks (``SceneStore.masks_for``, C cells a
+    side) by OR-ing the cells that fall into each pooled token (cell i → token
+    ⌊i·G/C⌋). None when none of the objects is in the scene's boxes or in view.
+    """
+    index = {int(o): i for i, o in enumerate(scene.objects.object_ids)}
+    rows = [index[o] for o in sample.object_ids or [] if o in index]
+    if not rows or scene.object_masks.shape[-1] == 0:
+        return None
+    cells = scene.object_masks[rows].any(axis=0)  # (F, C, C)
+    c, g = cells.shape[-1], pooled_per_side
+    starts = np.flatnonzero(np.diff((np.arange(c) * g) // c, prepend=-1) > 0)
+    if len(starts) != g:
+        raise ValueError(f"cannot pool a {c}-cell object mask onto {g} tokens a side")
+    pooled = np.logical_or.reduceat(np.logical_or.reduceat(cells, starts, axis=1), starts, axis=2)
+    return torch.from_numpy(pooled) if pooled.any() else None
 
 
 def collate(items: list[Item]) -> list[Item]:

@@ -147,6 +147,9 @@ class TrainRecipe:
     micro_batch_size: int = 1  # samples per process per forward
     grad_accum: int = 1  # micro-batches per optimiser step
     ground_loss_scale: float = 1.0  # weight of the grounding loss next to the LM loss
+    answer_attention_loss_scale: float = 0.0  # our option (0: off, the paper): weight of the
+    # loss that pulls the answer's attention onto the objects ScanQA names (step.py)
+    answer_attention_heads: int = 1  # last-layer heads that loss supervises (the first k)
     precision: Precision = Precision.FP32  # bf16 autocast on GPU
     gradient_checkpointing: bool = False  # recompute activations of the LLM and tower
     distributed: DistributedEngine = DistributedEngine.NONE  # sharding engine under torchrun
@@ -163,6 +166,11 @@ class TrainRecipe:
             self.optim = OptimRecipe(**self.optim)
         self.precision = Precision(self.precision)
         _to_float(self, "ground_loss_scale", "ground_loss_scale")
+        _to_float(self, "answer_attention_loss_scale", "answer_attention_loss_scale")
+        _positive(self, "answer_attention_heads")
+        if self.answer_attention_loss_scale < 0:
+            raise ValueError("answer_attention_loss_scale must be ≥ 0, got "
+                             f"{self.answer_attention_loss_scale}")
         self.distributed = DistributedEngine(self.distributed)
         for name in ("epochs", "micro_batch_size", "grad_accum", "save_every_steps",
                      "log_every_steps"):

@@ -2,6 +2,11 @@
 
     loss = CE(answer tokens) + ground_loss_scale · mean over grounding samples of
            InfoNCE/BCE(<ground> hidden state vs. candidate object features)
+         [+ answer_attention_loss_scale · mean over ScanQA samples of
+           −log(attention mass on the named objects' video tokens)]
+
+The last term is our option, not the paper's (default off): see
+:func:`answer_attention_loss`.
 
 A micro-batch is a list of :class:`~video3d_train.data.Item`. All its frames go
 through the vision tower together; the texts are right-padded into one batch
@@ -15,7 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from video3d_ros.model.config import ObjectFeatureKind
+from video3d_ros.model.config import NewlinePosition, ObjectFeatureKind
+from video3d_ros.model.layers import add_newlines
 from video3d_ros.model.modeling import IGNORE_INDEX, Video3DModel
 
 from .data import Item
@@ -27,6 +33,8 @@ class StepOutput:
     lm_loss: torch.Tensor  # scalar: mean CE over the answer tokens of the micro-batch
     ground_loss: torch.Tensor  # scalar: mean grounding loss (0 when no grounding item)
     n_ground: int  # grounding items in the micro-batch
+    attention_loss: torch.Tensor | None = None  # scalar: mean answer-attention loss (0: none)
+    n_attention: int = 0  # items with an answer-attention target in the micro-batch
 
 
 def pad_batch(items: list[Item], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -41,24 +49,91 @@ def pad_batch(items: list[Item], pad_id: int) -> tuple[torch.Tensor, torch.Tenso
     return ids, labels, mask
 
 
+def video_token_targets(cells: torch.Tensor, newline: NewlinePosition) -> torch.Tensor:
+    """(F, G, G) bool cells → (F·T_f,) bool over the video placeholder tokens, in the
+    order ``Video3DModel.encode_frames`` lays them out (newline tokens: False)."""
+    x = cells.to(torch.float32)[..., None]  # (F, G, G, 1)
+    return add_newlines(x, torch.zeros(1), newline)[:, 0] > 0.5
+
+
+def answer_attention_loss(attention: torch.Tensor, items: list[Item], input_ids: torch.Tensor,
+                          labels: torch.Tensor, video_id: int, newline: NewlinePosition,
+                          heads: int) -> tuple[torch.Tensor, int]:
+    """Answer-attention supervision (our option): −log of the attention mass that the
+    first ``heads`` heads put on the video tokens of the objects the answer is about,
+    read at the position that predicts the first answer token.
+
+    Why: trained on answers alone, the ``tiny`` decoder learned to answer ScanQA from
+    the question text and ignore the video (``video3d-eval --blind`` scores as well as
+    seeing; BENCHMARKS.md). ScanQA's annotation names those objects (``object_ids``,
+    real ScanQA too), which tells the model where to look.
+
+    Args:
+        attention: (B, H, T, T) one layer's attention weights.
+        input_ids, labels: (B, T) as padded by :func:`pad_batch`.
+    Returns:
+        (mean loss over the items with a target, how many there were).
+    """
+    losses = []
+    for b, it in enumerate(items):
+        if it.answer_cells is None:
+            continue
+        target = video_token_targets(it.answer_cells, newline).to(attention.device)  # (N,)
+        video_pos = (input_ids[b] == video_id).nonzero().flatten()  # (N,)
+        if video_pos.numel() != target.numel():
+            raise ValueError(f"{it.sample.file}: sample {it.sample.sample_id!r}: "
+                             f"{video_pos.numel()} video tokens but {target.numel()} "
+                             "answer-attention targets")
+        answer = (labels[b] != IGNORE_INDEX).nonzero().flatten()
+        if answer.numel() == 0:
+            continue
+        weights = attention[b, :heads, int(answer[0]) - 1, video_pos]  # (h, N)
+        mass = weights[:, target].sum(-1)  # (h,)
+        losses.append(-torch.log(mass.clamp_min(1e-6)).mean())
+    if not losses:
+        return attention.new_zeros(()), 0
+    return torch.stack(losses).mean(), len(losses)
+
+
 class Video3DForTraining(nn.Module):
-    def __init__(self, model: Video3DModel, pad_id: int, ground_loss_scale: float = 1.0):
+    def __init__(self, model: Video3DModel, pad_id: int, ground_loss_scale: float = 1.0,
+                 answer_attention_loss_scale: float = 0.0, answer_attention_heads: int = 1):
         super().__init__()
         self.model = model
         self.pad_id = pad_id
         self.ground_loss_scale = ground_loss_scale
+        self.answer_attention_loss_scale = answer_attention_loss_scale
+        self.answer_attention_heads = answer_attention_heads
+        if answer_attention_loss_scale > 0:
+            heads = model.config.text.num_heads
+            if not 1 <= answer_attention_heads <= heads:
+                raise ValueError(f"answer_attention_heads must be in [1, {heads}] (the "
+                                 f"decoder's heads), got {answer_attention_heads}")
+            # attention weights exist only in the eager implementation (same results)
+            model.language_model.set_attn_implementation("eager")
 
     def forward(self, items: list[Item]) -> StepOutput:
-        out, scores = self.run(items, with_labels=True)
+        want_attention = self.answer_attention_loss_scale > 0 and any(
+            it.answer_cells is not None for it in items)
+        out, scores = self.run(items, with_labels=True, output_attentions=want_attention)
         ground = [b for b, it in enumerate(items) if it.positives is not None]
         g_loss = out.loss.new_zeros(())
         if ground:
             head = self.model.ground_head
             g_loss = torch.stack([head.loss(scores[b], items[b].positives) for b in ground]).mean()
         loss = out.loss + self.ground_loss_scale * g_loss
-        return StepOutput(loss, out.loss.detach(), g_loss.detach(), len(ground))
+        a_loss, n_att = out.loss.new_zeros(()), 0
+        if want_attention:
+            ids, labels, _ = pad_batch(items, self.pad_id)
+            cfg = self.model.config
+            a_loss, n_att = answer_attention_loss(
+                out.attentions[-1], items, ids.to(a_loss.device), labels.to(a_loss.device),
+                cfg.token_ids.video, cfg.video.newline, self.answer_attention_heads)
+            loss = loss + self.answer_attention_loss_scale * a_loss
+        return StepOutput(loss, out.loss.detach(), g_loss.detach(), len(ground),
+                          a_loss.detach(), n_att)
 
-    def run(self, items: list[Item], with_labels: bool):
+    def run(self, items: list[Item], with_labels: bool, output_attentions: bool = False):
         """Model output and, per item with candidates, its (N + 1,) grounding scores."""
         m = self.model
         dev = m.device
@@ -78,7 +153,7 @@ class Video3DForTraining(nn.Module):
                 None if any(x is None for x in sizes) else torch.cat(sizes))
         ids, labels, mask = (x.to(dev) for x in pad_batch(items, self.pad_id))
         out = m(ids, video_tokens=video, coord_embeds=coord_embeds, attention_mask=mask,
-                labels=labels if with_labels else None)
+                labels=labels if with_labels else None, output_attentions=output_attentions)
         scores: dict[int, torch.Tensor] = {}
         cfg = m.config
         if any(it.object_masks is not None for it in items):

@@ -198,8 +198,11 @@ def epoch_batches(sampler, epoch: int, micro: int, skip: int) -> list[list[int]]
     return batches[skip:]
 
 
+LOSS_KEYS = ("loss", "lm_loss", "ground_loss", "attention_loss")  # logged per step (StepOutput)
+
+
 def save_plots(history: list[dict], out_dir: Path) -> None:
-    """loss.png (total, LM, grounding) and lr.png (both groups) from the history."""
+    """loss.png (total, LM, grounding, answer attention) and lr.png (both groups) from the history."""
     if not history:
         return
     import matplotlib
@@ -209,8 +212,10 @@ def save_plots(history: list[dict], out_dir: Path) -> None:
 
     steps = [h["step"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key in ("loss", "lm_loss", "ground_loss"):
-        ax.plot(steps, [h[key] for h in history], label=key)
+    for key in LOSS_KEYS:
+        values = [h.get(key, 0.0) for h in history]
+        if any(v > 0 for v in values):  # a loss the run does not have stays off the log plot
+            ax.plot(steps, values, label=key)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
@@ -269,7 +274,9 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     log.info("%d process(es) (%s), %d training samples each, %d steps", accel.num_processes,
              accel.distributed_type.value, len(sampler), pl.total_steps)
 
-    wrapper = Video3DForTraining(model, tok.pad_token_id, recipe.ground_loss_scale)
+    wrapper = Video3DForTraining(model, tok.pad_token_id, recipe.ground_loss_scale,
+                                 recipe.answer_attention_loss_scale,
+                                 recipe.answer_attention_heads)
     o = recipe.optim
     optimizer = torch.optim.AdamW(param_groups(model, recipe), betas=o.betas, eps=o.eps,
                                   weight_decay=o.weight_decay)
@@ -298,7 +305,7 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
 
     bar = tqdm(total=pl.total_steps, initial=progress.step, desc="train", unit="step",
                disable=not (progress_bar and accel.is_local_main_process), dynamic_ncols=True)
-    acc = {"loss": 0.0, "lm_loss": 0.0, "ground_loss": 0.0, "n": 0}
+    acc = dict.fromkeys(LOSS_KEYS, 0.0) | {"n": 0}
     t0 = time.time()
     wrapper.train()
     while progress.step < pl.total_steps:
@@ -315,7 +322,7 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             progress.micro_batches += 1
-            for k in ("loss", "lm_loss", "ground_loss"):
+            for k in LOSS_KEYS:
                 acc[k] += float(getattr(res, k).detach())
             acc["n"] += 1
             if progress.micro_batches % recipe.grad_accum:
@@ -324,13 +331,14 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
             bar.update(1)
             if progress.step % recipe.log_every_steps == 0 or progress.step == pl.total_steps:
                 lrs = scheduler.get_last_lr()
-                row = {"step": progress.step, **{k: acc[k] / acc["n"] for k in
-                                                 ("loss", "lm_loss", "ground_loss")},
+                row = {"step": progress.step, **{k: acc[k] / acc["n"] for k in LOSS_KEYS},
                        "lr": lrs[0], "vision_lr": lrs[1], "elapsed_s": time.time() - t0}
                 history.append(row)
-                acc = {"loss": 0.0, "lm_loss": 0.0, "ground_loss": 0.0, "n": 0}
+                acc = dict.fromkeys(LOSS_KEYS, 0.0) | {"n": 0}
                 bar.set_postfix(loss=f"{row['loss']:.3f}", lm=f"{row['lm_loss']:.3f}",
-                                ground=f"{row['ground_loss']:.3f}")
+                                ground=f"{row['ground_loss']:.3f}",
+                                **({"attn": f"{row['attention_loss']:.3f}"}
+                                   if recipe.answer_attention_loss_scale else {}))
             stop = stop_after_steps is not None and progress.step >= stop_after_steps
             if progress.step % recipe.save_every_steps == 0 or progress.step == pl.total_steps \
                     or stop:

@@ -56,6 +56,7 @@ class Video3DOutput:
     last_hidden_state: torch.Tensor  # (B, T, D) final-norm hidden states
     past_key_values: object | None  # transformers Cache when use_cache, else None
     loss: torch.Tensor | None = None  # language-model cross-entropy when labels are given
+    attentions: tuple[torch.Tensor, ...] | None = None  # per layer (B, H, T, T) when asked
 
 
 def hf_vision_config(config: Video3DConfig, attn_implementation: str) -> SiglipVisionConfig:
@@ -212,11 +213,19 @@ class Video3DModel(nn.Module):
                 coord_embeds: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, past_key_values: object = None,
                 labels: torch.Tensor | None = None, use_cache: bool = False,
-                logits_to_keep: int = 0) -> Video3DOutput:
-        """One decoder pass. ``logits_to_keep`` > 0 computes logits for the last positions only."""
+                logits_to_keep: int = 0, output_attentions: bool = False) -> Video3DOutput:
+        """One decoder pass. ``logits_to_keep`` > 0 computes logits for the last positions only.
+
+        ``output_attentions`` returns every layer's attention weights; they exist only
+        with the eager attention implementation (``language_model.set_attn_implementation``).
+        """
+        if output_attentions and self.language_model.config._attn_implementation != "eager":
+            raise ValueError("attention weights need the eager attention implementation, this "
+                             f"model uses {self.language_model.config._attn_implementation!r}")
         emb = self.embed(input_ids, video_tokens, coord_embeds)  # (B, T, D)
         out = self.language_model.model(inputs_embeds=emb, attention_mask=attention_mask,
-                                        past_key_values=past_key_values, use_cache=use_cache)
+                                        past_key_values=past_key_values, use_cache=use_cache,
+                                        output_attentions=output_attentions)
         hidden = out.last_hidden_state  # (B, T, D)
         logits = self.language_model.lm_head(hidden[:, -logits_to_keep:])  # (B, T', V)
         loss = None
@@ -227,7 +236,7 @@ class Video3DModel(nn.Module):
                                    labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
         return Video3DOutput(logits=logits, last_hidden_state=hidden,
                              past_key_values=out.past_key_values if use_cache else None,
-                             loss=loss)
+                             loss=loss, attentions=out.attentions if output_attentions else None)
 
     def ground_scores(self, query: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
         """(D,) ``<ground>`` hidden state, (N, D) objects → (N + 1,) scores (last: zero target)."""

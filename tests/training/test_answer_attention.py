@@ -1,0 +1,165 @@
+"""Answer-attention supervision (our option): its targets, its loss by hand, and that it
+trains the answer position to look at the objects ScanQA names."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from video3d_ros.model.checkpoint import load_pretrained
+from video3d_ros.model.config import NewlinePosition
+from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+from video3d_train.data import (
+    SceneObjects,
+    SceneStore,
+    SceneTensors,
+    Video3DDataset,
+    answer_token_cells,
+    read_processed,
+)
+from video3d_train.metrics import Task
+from video3d_train.recipes import load_recipe
+from video3d_train.step import (
+    Video3DForTraining,
+    answer_attention_loss,
+    video_token_targets,
+)
+
+
+def _scene(object_ids: list[int], masks: np.ndarray) -> SceneTensors:
+    n, f = masks.shape[:2]
+    return SceneTensors(pixel_values=torch.zeros(f, 3, 4, 4), token_points=None,
+                        xyz_m=np.zeros((f, 4, 4, 3)), valid=np.zeros((f, 4, 4), bool),
+                        objects=SceneObjects(np.asarray(object_ids), np.zeros((n, 6))),
+                        object_masks=masks)
+
+
+def _sample(generated_root, object_ids):
+    samples, _ = read_processed(generated_root / "processed/scanqa_train_llava_style.json")
+    s = samples[0]
+    s.object_ids = object_ids
+    return s
+
+
+def test_answer_cells_or_the_cells_of_each_pooled_token(generated_root):
+    masks = np.zeros((2, 2, 8, 8), bool)  # objects 5 and 9, 2 frames, 8×8 patch cells
+    masks[0, 1, 7, 6] = True  # object 5 in frame 1, bottom-right 2×2 block
+    masks[1, 0, 0, 3] = True  # object 9 in frame 0, top row, second pooled column
+    scene = _scene([5, 9], masks)
+    cells = answer_token_cells(_sample(generated_root, [5]), scene, pooled_per_side=4)
+    want = np.zeros((2, 4, 4), bool)
+    want[1, 3, 3] = True
+    np.testing.assert_array_equal(cells.numpy(), want)
+    both = answer_token_cells(_sample(generated_root, [5, 9]), scene, pooled_per_side=4)
+    want[0, 0, 1] = True
+    np.testing.assert_array_equal(both.numpy(), want)
+    # an id the scene does not have, or an object in no frame: no target
+    assert answer_token_cells(_sample(generated_root, [77]), scene, 4) is None
+    masks[1] = False
+    assert answer_token_cells(_sample(generated_root, [9]), _scene([5, 9], masks), 4) is None
+
+
+def test_answer_cells_on_the_7b_grid(generated_root):
+    """27 patch cells a side onto 14 pooled tokens (the paper's 378-px frames): cell i → ⌊14i/27⌋."""
+    masks = np.zeros((1, 1, 27, 27), bool)
+    masks[0, 0, 26, 1] = True
+    cells = answer_token_cells(_sample(generated_root, [3]), _scene([3], masks), 14)
+    assert cells.shape == (1, 14, 14)
+    assert cells.nonzero().tolist() == [[0, 13, 0]]
+    with pytest.raises(ValueError, match="cannot pool a 4-cell"):
+        answer_token_cells(_sample(generated_root, [3]), _scene([3], np.ones((1, 1, 4, 4), bool)), 8)
+
+
+def test_targets_follow_the_token_layout():
+    cells = torch.tensor([[[False, True], [False, False]],
+                          [[False, False], [True, False]]])  # (F=2, G=2, G=2)
+    # each row of a frame is followed by its newline token
+    assert video_token_targets(cells, NewlinePosition.GRID).tolist() == [
+        False, True, False, False, False, False,
+        False, False, False, True, False, False]
+    assert video_token_targets(cells, NewlinePosition.NONE).tolist() == [
+        False, True, False, False, False, False, True, False]
+
+
+class _Item:  # only what answer_attention_loss reads
+    def __init__(self, cells):
+        self.answer_cells = cells
+        self.sample = type("S", (), {"file": "f.json", "sample_id": "q0"})()
+
+
+def test_loss_is_minus_log_of_the_mass_on_the_targets():
+    video_id, t = 9, 12
+    ids = torch.tensor([[1] + [video_id] * 6 + [4, 5, 6, 7, 8]])  # 1 frame of G=2: 6 tokens
+    labels = torch.full((1, t), -100)
+    labels[0, 9:] = torch.tensor([6, 7, 8])  # the first answer token is at 9: predicted at 8
+    cells = torch.tensor([[[False, True], [True, False]]])  # tokens 2 and 4 (positions 2, 4)
+    attn = torch.zeros(1, 2, t, t)
+    attn[0, 0, 8, 2], attn[0, 0, 8, 4], attn[0, 0, 8, 3] = 0.1, 0.15, 0.7  # 3: not a target
+    attn[0, 1, 8, 2] = 0.5
+    attn[0, :, 7, 2] = 1.0  # another position: ignored
+    loss, n = answer_attention_loss(attn, [_Item(cells)], ids, labels, video_id,
+                                    NewlinePosition.GRID, heads=1)
+    assert n == 1
+    assert float(loss) == pytest.approx(-math.log(0.25))
+    loss2, _ = answer_attention_loss(attn, [_Item(cells)], ids, labels, video_id,
+                                     NewlinePosition.GRID, heads=2)
+    assert float(loss2) == pytest.approx((-math.log(0.25) - math.log(0.5)) / 2)
+    none, n0 = answer_attention_loss(attn, [_Item(None)], ids, labels, video_id,
+                                     NewlinePosition.GRID, heads=1)
+    assert n0 == 0 and float(none) == 0.0
+    with pytest.raises(ValueError, match=r"f.json: sample 'q0': 6 video tokens but 4"):
+        answer_attention_loss(attn, [_Item(cells)], ids, labels, video_id,
+                              NewlinePosition.NONE, heads=1)
+
+
+def _scanqa_items(root, processor, n):
+    samples, _ = read_processed(root / "processed/scanqa_train_llava_style.json")
+    assert all(s.object_ids for s in samples)  # converted with the annotation's object_ids
+    store = SceneStore(root, processor, num_frames=4)
+    ds = Video3DDataset(samples, store, max_length=4096)
+    items = [it for it in (ds[i] for i in range(len(ds))) if it.answer_cells is not None]
+    assert items, "no ScanQA question sees its objects in 4 frames"
+    return items[:n]
+
+
+def test_training_moves_the_answer_attention_onto_the_named_objects(generated_root):
+    loaded = load_pretrained(EMBEDDED_MODEL_DIR)
+    model = loaded.model.train()
+    pad = loaded.tokenizer.pad_token_id
+    items = _scanqa_items(generated_root, loaded.processor, 6)
+    assert all(it.sample.task is Task.SCANQA for it in items)
+
+    off = Video3DForTraining(model, pad)  # default: the paper's losses only, sdpa kept
+    res = off(items)
+    assert res.n_attention == 0 and float(res.attention_loss) == 0.0
+    assert model.language_model.config._attn_implementation == "sdpa"
+
+    step = Video3DForTraining(model, pad, answer_attention_loss_scale=2.0)
+    first = step(items)
+    assert first.n_attention == len(items)
+    assert float(first.loss) == pytest.approx(
+        float(first.lm_loss) + float(first.attention_loss) * 2.0, rel=1e-5)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(15):
+        opt.zero_grad()
+        step(items).loss.backward()
+        opt.step()
+    last = step(items)
+    # the attention mass on the objects' tokens rises (−log mass falls) …
+    assert float(last.attention_loss) < 0.5 * float(first.attention_loss)
+    # … without giving up the answers
+    assert float(last.lm_loss) < float(first.lm_loss) + 0.5
+
+
+def test_recipe_validates_the_option():
+    r = load_recipe("tiny_generated")
+    assert r.answer_attention_loss_scale == 0.0  # off unless asked: the paper's recipe
+    with pytest.raises(ValueError, match="answer_attention_loss_scale must be ≥ 0"):
+        r.with_overrides(["answer_attention_loss_scale=-1"])
+    with pytest.raises(ValueError, match="answer_attention_heads must be a positive"):
+        r.with_overrides(["answer_attention_heads=0"])
+    loaded = load_pretrained(EMBEDDED_MODEL_DIR)
+    with pytest.raises(ValueError, match=r"answer_attention_heads must be in \[1, 4\]"):
+        Video3DForTraining(loaded.model, 0, answer_attention_loss_scale=1.0,
+                           answer_attention_heads=5)
