@@ -1,6 +1,7 @@
 """Answer-attention supervision (our option): its targets, its loss by hand, and that it
 trains the answer position to look at the objects ScanQA names."""
 
+import json
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from video3d_ros.model.checkpoint import load_pretrained
 from video3d_ros.model.config import NewlinePosition
 from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+from video3d_train.attention import main as attention_main
 from video3d_train.data import (
     SceneObjects,
     SceneStore,
@@ -163,3 +165,19 @@ def test_recipe_validates_the_option():
     with pytest.raises(ValueError, match=r"answer_attention_heads must be in \[1, 4\]"):
         Video3DForTraining(loaded.model, 0, answer_attention_loss_scale=1.0,
                            answer_attention_heads=5)
+
+
+def test_attention_report_on_generated_rooms(generated_root, tmp_path, capsys):
+    out = tmp_path / "attention.json"
+    assert attention_main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--data-root",
+                           str(generated_root), "--file",
+                           "processed/scanqa_train_llava_style.json", "--limit", "12",
+                           "--num-frames", "4", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == res
+    assert res["questions"] == 12 and 0 <= res["objects_not_in_view"] < 12
+    heads = load_pretrained(EMBEDDED_MODEL_DIR).model.config.text.num_heads
+    assert len(res["mass_on_objects_per_head"]) == len(res["mass_on_video_per_head"]) == heads
+    for on_obj, on_video in zip(res["mass_on_objects_per_head"], res["mass_on_video_per_head"]):
+        assert 0 <= on_obj <= on_video + 1e-4 <= 1 + 1e-4
+    assert 0 < res["objects_share_of_video_tokens"] < 1
