@@ -66,8 +66,8 @@ def answer_attention(checkpoint: str | Path, data_root: str | Path, file: str,
     if not on_objects:
         raise ValueError(f"{file}: no question sees its named objects in the sampled frames")
     return {"questions": len(ds), "objects_not_in_view": unseen,
-            "mass_on_objects_per_head": np.mean(on_objects, 0).round(4).tolist(),
-            "mass_on_video_per_head": np.mean(on_video, 0).round(4).tolist(),
+            "mass_on_objects_per_head": [round(float(x), 4) for x in np.mean(on_objects, 0)],
+            "mass_on_video_per_head": [round(float(x), 4) for x in np.mean(on_video, 0)],
             "objects_share_of_video_tokens": round(float(np.mean(share)), 4)}
 
 
