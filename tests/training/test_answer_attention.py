@@ -11,6 +11,13 @@ import torch
 from video3d_ros.model.checkpoint import load_pretrained
 from video3d_ros.model.config import NewlinePosition
 from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+from video3d_train.attention import (
+    PROBE_FEATURES,
+    category_probe,
+    linear_probe_accuracy,
+    token_categories,
+    token_features,
+)
 from video3d_train.attention import main as attention_main
 from video3d_train.data import (
     SceneObjects,
@@ -181,3 +188,33 @@ def test_attention_report_on_generated_rooms(generated_root, tmp_path, capsys):
     for on_obj, on_video in zip(res["mass_on_objects_per_head"], res["mass_on_video_per_head"]):
         assert 0 <= on_obj <= on_video + 1e-4 <= 1 + 1e-4
     assert 0 < res["objects_share_of_video_tokens"] < 1
+
+
+def test_linear_probe_finds_a_linear_label_and_not_a_random_one():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 8, generator=g)
+    y = (x[:, 2] > 0).long() + 2 * (x[:, 5] > 0).long()  # 4 classes, linear in the features
+    assert linear_probe_accuracy(x[:300], y[:300], x[300:], y[300:], 4) > 80
+    noise = torch.randint(0, 4, (400,), generator=g)
+    assert linear_probe_accuracy(x[:300], noise[:300], x[300:], noise[300:], 4) < 45
+
+
+def test_category_probe_on_generated_rooms(generated_root):
+    loaded = load_pretrained(EMBEDDED_MODEL_DIR)
+    store = SceneStore(generated_root, loaded.processor, num_frames=4)
+    scenes = sorted(p.stem for p in (generated_root / "scannet/pcd_with_object_aabbs").glob("*/*.npz"))
+    labels = token_categories(store, scenes[0])
+    g = loaded.model.config.grid.pooled_per_side
+    assert labels.shape == (4 * g * g,)
+    names = {o["object_name"] for o in json.loads(
+        (generated_root / "scannet/scans" / scenes[0] / f"{scenes[0]}_objects.json").read_text())["objects"]}
+    seen = set(labels) - {""}
+    assert seen and seen <= names
+    feats = token_features(loaded, store.load(scenes[0]))
+    assert {k: tuple(v.shape) for k, v in feats.items()} == {
+        k: (4 * g * g, loaded.model.config.text.hidden_size) for k in PROBE_FEATURES}
+    res = category_probe(EMBEDDED_MODEL_DIR, generated_root, scenes[:2], scenes[2:], num_frames=4,
+                         progress=False)
+    assert set(res["accuracy"]) == set(PROBE_FEATURES)
+    assert all(0 <= a <= 100 for a in res["accuracy"].values())
+    assert res["train_tokens"] > 0 and res["val_tokens"] > 0

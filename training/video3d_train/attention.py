@@ -11,6 +11,13 @@ would give) and the share of attention that goes to the video at all.
 
 A decoder that answers from the question text alone puts less on the objects than the
 even share; :func:`video3d_train.step.answer_attention_loss` trains it to look.
+
+``--category-probe`` adds whether the video tokens can be *found* by what they show: a
+linear classifier, fitted on training rooms and scored on validation rooms, predicts
+the category of the one object a token sees (tokens of several objects or none are
+left out) from the pooled features, from the decoder's input (position encoding
+added) and from the first decoder layer's output — what the last layer's keys are
+computed from. Generated rooms only (categories from ``scans/<scene>/<scene>_objects.json``).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from video3d_ros.model.checkpoint import load_pretrained
 from video3d_ros.model.modeling import IGNORE_INDEX
 from video3d_ros.model.runtime import Runtime
 
-from .data import SceneStore, Video3DDataset, read_processed
+from .data import DataError, SceneStore, Video3DDataset, pool_cells, read_processed
 from .step import Video3DForTraining, pad_batch, video_token_targets
 
 
@@ -71,6 +78,92 @@ def answer_attention(checkpoint: str | Path, data_root: str | Path, file: str,
             "objects_share_of_video_tokens": round(float(np.mean(share)), 4)}
 
 
+PROBE_FEATURES = ("pooled", "decoder_input", "layer1_output")  # where the probe reads tokens
+
+
+def token_categories(store: SceneStore, scene_id: str) -> np.ndarray:
+    """(F·G·G,) category name of the one object each pooled token sees ('' for none/several)."""
+    path = store.root / "scannet" / "scans" / scene_id / f"{scene_id}_objects.json"
+    try:
+        names = {int(o["object_id"]): str(o["object_name"])
+                 for o in json.loads(path.read_text())["objects"]}
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise DataError(f"{path}: cannot read object categories ({type(e).__name__}: {e})") from e
+    scene = store.load(scene_id)
+    pooled = pool_cells(scene.object_masks, store.config.grid.pooled_per_side)  # (N, F, G, G)
+    one = pooled.sum(axis=0) == 1
+    labels = np.full(one.shape, "", dtype=object)
+    for i, oid in enumerate(scene.objects.object_ids):
+        labels[pooled[i] & one] = names[int(oid)]
+    return labels.reshape(-1)
+
+
+def token_features(loaded, scene) -> dict[str, torch.Tensor]:
+    """Per pooled token (F·G·G, D), newlines dropped: the :data:`PROBE_FEATURES`."""
+    model, cfg = loaded.model, loaded.model.config
+    with torch.no_grad():
+        enc = model.encode_frames(scene.pixel_values, scene.token_points)
+        ids = torch.tensor([loaded.processor.prefix_ids(scene.pixel_values.shape[0])])
+        video = enc.tokens.reshape(-1, enc.tokens.shape[-1])
+        out = model.language_model.model(inputs_embeds=model.embed(ids, video),
+                                         output_hidden_states=True)
+    pos = (ids[0] == cfg.token_ids.video).nonzero().flatten()
+    g = cfg.grid.pooled_per_side
+    cells = video_token_targets(torch.ones(scene.pixel_values.shape[0], g, g, dtype=torch.bool),
+                                cfg.video.newline)  # drops the newline tokens
+    return {"pooled": enc.pooled_features.reshape(-1, video.shape[-1]),
+            "decoder_input": out.hidden_states[0][0, pos][cells],
+            "layer1_output": out.hidden_states[1][0, pos][cells]}
+
+
+def linear_probe_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
+                          y_val: torch.Tensor, n_classes: int, steps: int = 600,
+                          seed: int = 0) -> float:
+    """Share (%) of ``y_val`` a softmax classifier on standardised features gets right."""
+    torch.manual_seed(seed)
+    mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    a, b = (x_train - mu) / sd, (x_val - mu) / sd
+    head = torch.nn.Linear(a.shape[1], n_classes)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(a), y_train) + 1e-4 * head.weight.square().sum()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return 100.0 * float((head(b).argmax(1) == y_val).float().mean())
+
+
+def category_probe(checkpoint: str | Path, data_root: str | Path, train_scenes: list[str],
+                   val_scenes: list[str], num_frames: int | None = None,
+                   progress: bool = True) -> dict:
+    """Linear-probe accuracy of the token's object category at each of :data:`PROBE_FEATURES`."""
+    loaded = load_pretrained(checkpoint, Runtime(torch.device("cpu"), torch.float32, "sdpa"))
+    loaded.model.eval()
+    store = SceneStore(data_root, loaded.processor, num_frames or loaded.trained_frames or 8)
+
+    def collect(scenes: list[str]) -> tuple[dict[str, torch.Tensor], np.ndarray]:
+        feats, labels = {k: [] for k in PROBE_FEATURES}, []
+        for sid in tqdm(scenes, desc="tokens", disable=not progress):
+            lab = token_categories(store, sid)
+            keep = torch.from_numpy(lab != "")
+            for k, v in token_features(loaded, store.load(sid)).items():
+                feats[k].append(v[keep])
+            labels.append(lab[lab != ""])
+        return {k: torch.cat(v) for k, v in feats.items()}, np.concatenate(labels)
+
+    (x_tr, y_tr), (x_va, y_va) = collect(train_scenes), collect(val_scenes)
+    classes = sorted(set(y_tr) | set(y_va))
+    index = {c: i for i, c in enumerate(classes)}
+    t_tr = torch.tensor([index[c] for c in y_tr])
+    t_va = torch.tensor([index[c] for c in y_va])
+    res = {k: round(linear_probe_accuracy(x_tr[k], t_tr, x_va[k], t_va, len(classes)), 1)
+           for k in PROBE_FEATURES}
+    majority = max(float((t_va == i).float().mean()) for i in range(len(classes)))
+    return {"accuracy": res, "majority_share": round(100 * majority, 1),
+            "train_tokens": len(y_tr), "val_tokens": len(y_va), "categories": classes}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="video3d-attention", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,11 +175,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-frames", type=int, default=None, help="default: the model's")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
+    p.add_argument("--category-probe", action="store_true",
+                   help="also fit the token-category probe (generated rooms)")
+    p.add_argument("--probe-train-rooms", type=int, default=60,
+                   help="training rooms for the probe (every k-th of the train split)")
+    p.add_argument("--probe-val-rooms", type=int, default=50, help="validation rooms")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     res = answer_attention(args.checkpoint, args.data_root, args.file, args.limit,
                            args.num_frames)
+    if args.category_probe:
+        from .vision_pretrain import scene_ids
+
+        root = Path(args.data_root)
+        train = scene_ids(root, "train")
+        train = train[::max(1, len(train) // args.probe_train_rooms)][:args.probe_train_rooms]
+        val = scene_ids(root, "val")[:args.probe_val_rooms]
+        res["token_category_probe"] = category_probe(args.checkpoint, root, train, val,
+                                                     args.num_frames)
     text = json.dumps(res, indent=2)
     print(text)
     if args.out:

@@ -471,13 +471,18 @@ def answer_token_cells(sample: Sample, scene: SceneTensors, pooled_per_side: int
     rows = [index[o] for o in sample.object_ids or [] if o in index]
     if not rows or scene.object_masks.shape[-1] == 0:
         return None
-    cells = scene.object_masks[rows].any(axis=0)  # (F, C, C)
+    pooled = pool_cells(scene.object_masks[rows].any(axis=0), pooled_per_side)  # (F, G, G)
+    return torch.from_numpy(pooled) if pooled.any() else None
+
+
+def pool_cells(cells: np.ndarray, pooled_per_side: int) -> np.ndarray:
+    """(..., C, C) bool cell masks → (..., G, G): a token is set when any of its cells is
+    (cell i belongs to token ⌊i·G/C⌋)."""
     c, g = cells.shape[-1], pooled_per_side
     starts = np.flatnonzero(np.diff((np.arange(c) * g) // c, prepend=-1) > 0)
     if len(starts) != g:
         raise ValueError(f"cannot pool a {c}-cell object mask onto {g} tokens a side")
-    pooled = np.logical_or.reduceat(np.logical_or.reduceat(cells, starts, axis=1), starts, axis=2)
-    return torch.from_numpy(pooled) if pooled.any() else None
+    return np.logical_or.reduceat(np.logical_or.reduceat(cells, starts, axis=-2), starts, axis=-1)
 
 
 def collate(items: list[Item]) -> list[Item]:
