@@ -188,6 +188,8 @@ def test_attention_report_on_generated_rooms(generated_root, tmp_path, capsys):
     for on_obj, on_video in zip(res["mass_on_objects_per_head"], res["mass_on_video_per_head"]):
         assert 0 <= on_obj <= on_video + 1e-4 <= 1 + 1e-4
     assert 0 < res["objects_share_of_video_tokens"] < 1
+    assert len(res["argmax_on_objects_per_head"]) == heads
+    assert all(0 <= x <= 1 for x in res["argmax_on_objects_per_head"])
 
 
 def test_linear_probe_finds_a_linear_label_and_not_a_random_one():

@@ -4,7 +4,8 @@ For each question whose named objects (``metadata.object_id``) are seen by some 
 token, the last decoder layer's attention at the position that predicts the first
 answer token is summed over those objects' tokens, per head. Next to it: the share of
 the video tokens that are the objects' (what attention spread evenly over the video
-would give) and the share of attention that goes to the video at all.
+would give), the share of attention that goes to the video at all, and how often the
+most-attended video token is one of the objects'.
 
     python -m video3d_train.attention --checkpoint runs/x/final --data-root data/gen250 \
         --file processed/scanqa_val_llava_style.json --limit 200
@@ -53,7 +54,7 @@ def answer_attention(checkpoint: str | Path, data_root: str | Path, file: str,
     store = SceneStore(data_root, loaded.processor, num_frames or loaded.trained_frames or 8)
     ds = Video3DDataset(samples, store, max_length=cfg.text.max_position_embeddings)
     step = Video3DForTraining(model, loaded.tokenizer.pad_token_id)
-    on_objects, share, on_video, unseen = [], [], [], 0
+    on_objects, top_on_object, share, on_video, unseen = [], [], [], [], 0
     with torch.no_grad():
         for i in tqdm(range(0, len(ds), batch), desc="attention", disable=not progress):
             items = [ds[j] for j in range(i, min(i + batch, len(ds)))]
@@ -68,6 +69,7 @@ def answer_attention(checkpoint: str | Path, data_root: str | Path, file: str,
                 q = int((labels[b] != IGNORE_INDEX).nonzero()[0]) - 1
                 weights = out.attentions[-1][b, :, q, video_pos]  # (H, N)
                 on_objects.append(weights[:, target].sum(-1).numpy())
+                top_on_object.append(target[weights.argmax(-1)].numpy())
                 on_video.append(weights.sum(-1).numpy())
                 share.append(float(target.sum()) / target.numel())
     if not on_objects:
@@ -75,6 +77,9 @@ def answer_attention(checkpoint: str | Path, data_root: str | Path, file: str,
     return {"questions": len(ds), "objects_not_in_view": unseen,
             "mass_on_objects_per_head": [round(float(x), 4) for x in np.mean(on_objects, 0)],
             "mass_on_video_per_head": [round(float(x), 4) for x in np.mean(on_video, 0)],
+            # share of questions whose most-attended video token is one of the objects'
+            "argmax_on_objects_per_head": [round(float(x), 4)
+                                           for x in np.mean(top_on_object, 0)],
             "objects_share_of_video_tokens": round(float(np.mean(share)), 4)}
 
 
