@@ -67,3 +67,22 @@ def test_box_size_is_for_fresh_models_only():
     assert r.model.box_size.value == "sinusoidal" and r.model.random_init.value == "fan_in"
     with pytest.raises(ValueError, match="box_size applies to a fresh model"):
         load_recipe("tiny_generated").with_overrides(["model.box_size=sinusoidal"])
+
+
+def test_sharding_engine_on_cpu_says_it_runs_data_parallel(caplog):
+    """accelerate applies FSDP/ZeRO-3 to CUDA processes only: on CPU the run must say so."""
+    import logging
+
+    import torch
+
+    from video3d_train.train import make_accelerator
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU shards for real")
+    with caplog.at_level(logging.WARNING, logger="video3d_train.train"):
+        make_accelerator(load_recipe("tiny_generated").with_overrides(["distributed=fsdp"]))
+    assert "distributed=fsdp shards only on GPUs" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="video3d_train.train"):
+        make_accelerator(load_recipe("tiny_generated"))
+    assert "shards only on GPUs" not in caplog.text

@@ -148,6 +148,10 @@ def make_accelerator(recipe: TrainRecipe):
 
     cuda = torch.cuda.is_available()
     kwargs = {}
+    if recipe.distributed is not DistributedEngine.NONE and not cuda:
+        log.warning("distributed=%s shards only on GPUs (accelerate applies it to CUDA "
+                    "processes); on CPU the processes run plain data parallel",
+                    recipe.distributed.value)
     if recipe.distributed is DistributedEngine.FSDP:
         from accelerate import FullyShardedDataParallelPlugin
 
