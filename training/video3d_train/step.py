@@ -33,8 +33,8 @@ class StepOutput:
     lm_loss: torch.Tensor  # scalar: mean CE over the answer tokens of the micro-batch
     ground_loss: torch.Tensor  # scalar: mean grounding loss (0 when no grounding item)
     n_ground: int  # grounding items in the micro-batch
-    attention_loss: torch.Tensor | None = None  # scalar: mean answer-attention loss (0: none)
-    n_attention: int = 0  # items with an answer-attention target in the micro-batch
+    attention_loss: torch.Tensor  # scalar: mean answer-attention loss (0 when none or off)
+    n_attention: int  # items with an answer-attention target in the micro-batch
 
 
 def pad_batch(items: list[Item], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
