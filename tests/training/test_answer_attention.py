@@ -15,6 +15,7 @@ from video3d_train.attention import (
     PROBE_FEATURES,
     category_probe,
     linear_probe_accuracy,
+    load_for_diagnostics,
     token_categories,
     token_features,
 )
@@ -202,8 +203,7 @@ def test_linear_probe_finds_a_linear_label_and_not_a_random_one():
 
 
 def test_category_probe_on_generated_rooms(generated_root):
-    loaded = load_pretrained(EMBEDDED_MODEL_DIR)
-    store = SceneStore(generated_root, loaded.processor, num_frames=4)
+    loaded, store = load_for_diagnostics(EMBEDDED_MODEL_DIR, generated_root, num_frames=4)
     scenes = sorted(p.stem for p in (generated_root / "scannet/pcd_with_object_aabbs").glob("*/*.npz"))
     labels = token_categories(store, scenes[0])
     g = loaded.model.config.grid.pooled_per_side
@@ -215,8 +215,7 @@ def test_category_probe_on_generated_rooms(generated_root):
     feats = token_features(loaded, store.load(scenes[0]))
     assert {k: tuple(v.shape) for k, v in feats.items()} == {
         k: (4 * g * g, loaded.model.config.text.hidden_size) for k in PROBE_FEATURES}
-    res = category_probe(EMBEDDED_MODEL_DIR, generated_root, scenes[:2], scenes[2:], num_frames=4,
-                         progress=False)
+    res = category_probe(loaded, store, scenes[:2], scenes[2:], progress=False)
     assert set(res["accuracy"]) == set(PROBE_FEATURES)
     assert all(0 <= a <= 100 for a in res["accuracy"].values())
     assert res["train_tokens"] > 0 and res["val_tokens"] > 0

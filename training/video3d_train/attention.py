@@ -31,43 +31,48 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from video3d_ros.model.checkpoint import load_pretrained
-from video3d_ros.model.modeling import IGNORE_INDEX
+from video3d_ros.model.checkpoint import LoadedModel, load_pretrained
 from video3d_ros.model.runtime import Runtime
 
 from .data import DataError, SceneStore, Video3DDataset, pool_cells, read_processed
-from .step import Video3DForTraining, pad_batch, video_token_targets
+from .step import Video3DForTraining, answer_video_attention, pad_batch, video_token_targets
 
 
-def answer_attention(checkpoint: str | Path, data_root: str | Path, file: str,
-                     limit: int | None = None, num_frames: int | None = None,
-                     batch: int = 16, progress: bool = True) -> dict:
-    """Mean per-head attention mass on the named objects' tokens (see the module doc)."""
+def load_for_diagnostics(checkpoint: str | Path, data_root: str | Path,
+                         num_frames: int | None = None) -> tuple[LoadedModel, SceneStore]:
+    """The checkpoint with eager attention (weights readable) and a scene store over
+    ``data_root`` at its trained frame count; shared by the report and the probe."""
     loaded = load_pretrained(checkpoint, Runtime(torch.device("cpu"), torch.float32, "eager"))
-    model = loaded.model.eval()
-    cfg = model.config
-    samples, _ = read_processed(Path(data_root) / file)
+    loaded.model.eval()
+    return loaded, SceneStore(data_root, loaded.processor,
+                              num_frames or loaded.trained_frames or 8)
+
+
+def answer_attention(loaded: LoadedModel, store: SceneStore, file: str,
+                     limit: int | None = None, batch: int = 16, progress: bool = True) -> dict:
+    """Mean per-head attention mass on the named objects' tokens (see the module doc)."""
+    cfg = loaded.model.config
+    samples, _ = read_processed(store.root / file)
     by_question: dict[str, object] = {}
     for s in samples:  # one sample per question (the processed file repeats it per answer)
         by_question.setdefault(s.sample_id.rsplit("_", 1)[0], s)
     samples = list(by_question.values())[:limit]
-    store = SceneStore(data_root, loaded.processor, num_frames or loaded.trained_frames or 8)
     ds = Video3DDataset(samples, store, max_length=cfg.text.max_position_embeddings)
-    step = Video3DForTraining(model, loaded.tokenizer.pad_token_id)
+    step = Video3DForTraining(loaded.model, loaded.tokenizer.pad_token_id)
     on_objects, top_on_object, share, on_video, unseen = [], [], [], [], 0
     with torch.no_grad():
         for i in tqdm(range(0, len(ds), batch), desc="attention", disable=not progress):
             items = [ds[j] for j in range(i, min(i + batch, len(ds)))]
-            out, _ = step.run(items, with_labels=True, output_attentions=True)
-            ids, labels, _ = pad_batch(items, loaded.tokenizer.pad_token_id)
+            ids, labels, mask = pad_batch(items, loaded.tokenizer.pad_token_id)
+            out, _ = step.run(items, with_labels=True, output_attentions=True,
+                              padded=(ids, labels, mask))
             for b, it in enumerate(items):
-                if it.answer_cells is None:
+                found = answer_video_attention(out.attentions[-1][b], it, ids[b], labels[b],
+                                               cfg.token_ids.video, cfg.video.newline)
+                if found is None:
                     unseen += 1
                     continue
-                target = video_token_targets(it.answer_cells, cfg.video.newline)
-                video_pos = (ids[b] == cfg.token_ids.video).nonzero().flatten()
-                q = int((labels[b] != IGNORE_INDEX).nonzero()[0]) - 1
-                weights = out.attentions[-1][b, :, q, video_pos]  # (H, N)
+                weights, target = found  # (H, N), (N,)
                 on_objects.append(weights[:, target].sum(-1).numpy())
                 top_on_object.append(target[weights.argmax(-1)].numpy())
                 on_video.append(weights.sum(-1).numpy())
@@ -139,13 +144,9 @@ def linear_probe_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
         return 100.0 * float((head(b).argmax(1) == y_val).float().mean())
 
 
-def category_probe(checkpoint: str | Path, data_root: str | Path, train_scenes: list[str],
-                   val_scenes: list[str], num_frames: int | None = None,
-                   progress: bool = True) -> dict:
+def category_probe(loaded: LoadedModel, store: SceneStore, train_scenes: list[str],
+                   val_scenes: list[str], progress: bool = True) -> dict:
     """Linear-probe accuracy of the token's object category at each of :data:`PROBE_FEATURES`."""
-    loaded = load_pretrained(checkpoint, Runtime(torch.device("cpu"), torch.float32, "sdpa"))
-    loaded.model.eval()
-    store = SceneStore(data_root, loaded.processor, num_frames or loaded.trained_frames or 8)
 
     def collect(scenes: list[str]) -> tuple[dict[str, torch.Tensor], np.ndarray]:
         feats, labels = {k: [] for k in PROBE_FEATURES}, []
@@ -188,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    res = answer_attention(args.checkpoint, args.data_root, args.file, args.limit,
-                           args.num_frames)
+    loaded, store = load_for_diagnostics(args.checkpoint, args.data_root, args.num_frames)
+    res = answer_attention(loaded, store, args.file, args.limit)
     if args.category_probe:
         from .vision_pretrain import scene_ids
 
@@ -197,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         train = scene_ids(root, "train")
         train = train[::max(1, len(train) // args.probe_train_rooms)][:args.probe_train_rooms]
         val = scene_ids(root, "val")[:args.probe_val_rooms]
-        res["token_category_probe"] = category_probe(args.checkpoint, root, train, val,
-                                                     args.num_frames)
+        res["token_category_probe"] = category_probe(loaded, store, train, val)
     text = json.dumps(res, indent=2)
     print(text)
     if args.out:

@@ -76,23 +76,41 @@ def answer_attention_loss(attention: torch.Tensor, items: list[Item], input_ids:
     """
     losses = []
     for b, it in enumerate(items):
-        if it.answer_cells is None:
+        found = answer_video_attention(attention[b], it, input_ids[b], labels[b], video_id,
+                                       newline)
+        if found is None:
             continue
-        target = video_token_targets(it.answer_cells, newline).to(attention.device)  # (N,)
-        video_pos = (input_ids[b] == video_id).nonzero().flatten()  # (N,)
-        if video_pos.numel() != target.numel():
-            raise ValueError(f"{it.sample.file}: sample {it.sample.sample_id!r}: "
-                             f"{video_pos.numel()} video tokens but {target.numel()} "
-                             "answer-attention targets")
-        answer = (labels[b] != IGNORE_INDEX).nonzero().flatten()
-        if answer.numel() == 0:
-            continue
-        weights = attention[b, :heads, int(answer[0]) - 1, video_pos]  # (h, N)
-        mass = weights[:, target].sum(-1)  # (h,)
+        weights, target = found
+        mass = weights[:heads, target].sum(-1)  # (h,)
         losses.append(-torch.log(mass.clamp_min(1e-6)).mean())
     if not losses:
         return attention.new_zeros(()), 0
     return torch.stack(losses).mean(), len(losses)
+
+
+def answer_video_attention(attention: torch.Tensor, item: Item, input_ids: torch.Tensor,
+                           labels: torch.Tensor, video_id: int, newline: NewlinePosition
+                           ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """One item's attention from the position predicting its first answer token to its
+    video tokens, and which of them see the named objects.
+
+    Args:
+        attention: (H, T, T) one layer's weights for this item; input_ids, labels: (T,).
+    Returns:
+        weights (H, N) and target (N,) bool; None without a target or an answer.
+    """
+    if item.answer_cells is None:
+        return None
+    target = video_token_targets(item.answer_cells, newline).to(attention.device)  # (N,)
+    video_pos = (input_ids == video_id).nonzero().flatten()  # (N,)
+    if video_pos.numel() != target.numel():
+        raise ValueError(f"{item.sample.file}: sample {item.sample.sample_id!r}: "
+                         f"{video_pos.numel()} video tokens but {target.numel()} "
+                         "answer-attention targets")
+    answer = (labels != IGNORE_INDEX).nonzero().flatten()
+    if answer.numel() == 0:
+        return None
+    return attention[:, int(answer[0]) - 1, video_pos], target
 
 
 class Video3DForTraining(nn.Module):
@@ -115,7 +133,9 @@ class Video3DForTraining(nn.Module):
     def forward(self, items: list[Item]) -> StepOutput:
         want_attention = self.answer_attention_loss_scale > 0 and any(
             it.answer_cells is not None for it in items)
-        out, scores = self.run(items, with_labels=True, output_attentions=want_attention)
+        padded = pad_batch(items, self.pad_id)
+        out, scores = self.run(items, with_labels=True, output_attentions=want_attention,
+                               padded=padded)
         ground = [b for b, it in enumerate(items) if it.positives is not None]
         g_loss = out.loss.new_zeros(())
         if ground:
@@ -124,7 +144,7 @@ class Video3DForTraining(nn.Module):
         loss = out.loss + self.ground_loss_scale * g_loss
         a_loss, n_att = out.loss.new_zeros(()), 0
         if want_attention:
-            ids, labels, _ = pad_batch(items, self.pad_id)
+            ids, labels, _ = padded
             cfg = self.model.config
             a_loss, n_att = answer_attention_loss(
                 out.attentions[-1], items, ids.to(a_loss.device), labels.to(a_loss.device),
@@ -133,8 +153,11 @@ class Video3DForTraining(nn.Module):
         return StepOutput(loss, out.loss.detach(), g_loss.detach(), len(ground),
                           a_loss.detach(), n_att)
 
-    def run(self, items: list[Item], with_labels: bool, output_attentions: bool = False):
-        """Model output and, per item with candidates, its (N + 1,) grounding scores."""
+    def run(self, items: list[Item], with_labels: bool, output_attentions: bool = False,
+            padded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
+        """Model output and, per item with candidates, its (N + 1,) grounding scores.
+
+        ``padded``: :func:`pad_batch` of ``items`` when the caller already has it."""
         m = self.model
         dev = m.device
         frames = torch.cat([it.pixel_values for it in items]).to(dev)  # (ΣF, 3, S, S)
@@ -151,7 +174,7 @@ class Video3DForTraining(nn.Module):
             coord_embeds = m.encode_boxes(  # (M, D)
                 torch.cat([it.coord_points for it in coord_items]),
                 None if any(x is None for x in sizes) else torch.cat(sizes))
-        ids, labels, mask = (x.to(dev) for x in pad_batch(items, self.pad_id))
+        ids, labels, mask = (x.to(dev) for x in padded or pad_batch(items, self.pad_id))
         out = m(ids, video_tokens=video, coord_embeds=coord_embeds, attention_mask=mask,
                 labels=labels if with_labels else None, output_attentions=output_attentions)
         scores: dict[int, torch.Tensor] = {}
