@@ -12,12 +12,13 @@ from video3d_ros.model.checkpoint import load_pretrained
 from video3d_ros.model.config import NewlinePosition
 from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
 from video3d_train.attention import (
-    PROBE_FEATURES,
-    category_probe,
+    ProbeLabel,
     linear_probe_accuracy,
     load_for_diagnostics,
-    token_categories,
+    probe_features,
     token_features,
+    token_labels,
+    token_probe,
 )
 from video3d_train.attention import main as attention_main
 from video3d_train.data import (
@@ -180,9 +181,16 @@ def test_attention_report_on_generated_rooms(generated_root, tmp_path, capsys):
     assert attention_main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--data-root",
                            str(generated_root), "--file",
                            "processed/scanqa_train_llava_style.json", "--limit", "12",
-                           "--num-frames", "4", "--out", str(out)]) == 0
+                           "--num-frames", "4", "--out", str(out), "--probe", "colour",
+                           "--category-probe", "--probe", "category",
+                           "--probe-train-rooms", "2", "--probe-val-rooms", "1"]) == 0
     res = json.loads(out.read_text())
     assert json.loads(capsys.readouterr().out) == res
+    # each label probed once, at every decoder layer's input
+    for label in ("category", "colour"):
+        probe = res[f"token_{label}_probe"]
+        assert probe["label"] == label and set(probe["accuracy"]) == set(probe_features(2))
+    assert res["token_colour_probe"]["classes"] != res["token_category_probe"]["classes"]
     assert res["questions"] == 12 and 0 <= res["objects_not_in_view"] < 12
     heads = load_pretrained(EMBEDDED_MODEL_DIR).model.config.text.num_heads
     assert len(res["mass_on_objects_per_head"]) == len(res["mass_on_video_per_head"]) == heads
@@ -202,20 +210,49 @@ def test_linear_probe_finds_a_linear_label_and_not_a_random_one():
     assert linear_probe_accuracy(x[:300], noise[:300], x[300:], noise[300:], 4) < 45
 
 
-def test_category_probe_on_generated_rooms(generated_root):
+def test_probe_features_name_every_layer_input():
+    assert probe_features(2) == ("pooled", "decoder_input", "layer1_output")
+    assert probe_features(4)[-1] == "layer3_output" and len(probe_features(4)) == 5
+    assert ProbeLabel.from_name("color") is ProbeLabel.COLOUR
+    with pytest.raises(ValueError, match="unknown probe label 'size'"):
+        ProbeLabel.from_name("size")
+
+
+@pytest.mark.parametrize("label,field", [(ProbeLabel.CATEGORY, "object_name"),
+                                         (ProbeLabel.COLOUR, "colour")])
+def test_token_probe_on_generated_rooms(generated_root, label, field):
     loaded, store = load_for_diagnostics(EMBEDDED_MODEL_DIR, generated_root, num_frames=4)
     scenes = sorted(p.stem for p in (generated_root / "scannet/pcd_with_object_aabbs").glob("*/*.npz"))
-    labels = token_categories(store, scenes[0])
+    labels = token_labels(store, scenes[0], label)
     g = loaded.model.config.grid.pooled_per_side
     assert labels.shape == (4 * g * g,)
-    names = {o["object_name"] for o in json.loads(
+    values = {o[field] for o in json.loads(
         (generated_root / "scannet/scans" / scenes[0] / f"{scenes[0]}_objects.json").read_text())["objects"]}
     seen = set(labels) - {""}
-    assert seen and seen <= names
+    assert seen and seen <= values
+    names = probe_features(loaded.model.config.text.num_layers)
     feats = token_features(loaded, store.load(scenes[0]))
     assert {k: tuple(v.shape) for k, v in feats.items()} == {
-        k: (4 * g * g, loaded.model.config.text.hidden_size) for k in PROBE_FEATURES}
-    res = category_probe(loaded, store, scenes[:2], scenes[2:], progress=False)
-    assert set(res["accuracy"]) == set(PROBE_FEATURES)
+        k: (4 * g * g, loaded.model.config.text.hidden_size) for k in names}
+    res = token_probe(loaded, store, scenes[:2], scenes[2:], label, progress=False)
+    assert res["label"] == label.name.lower()
+    assert set(res["accuracy"]) == set(names)
     assert all(0 <= a <= 100 for a in res["accuracy"].values())
     assert res["train_tokens"] > 0 and res["val_tokens"] > 0
+    assert set(seen) <= set(res["classes"])
+
+
+def test_token_features_of_a_deeper_decoder(generated_root, tmp_path):
+    """A grown 3-layer decoder: the probe reads the outputs of layers 1 and 2, and the
+    inserted second layer (zero writes; 2 → 3 is ``[0, None, 1]``) leaves layer 2's
+    output equal to layer 1's."""
+    from video3d_train.grow import main as grow_main
+
+    assert grow_main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--text-layers", "3",
+                      "--out", str(tmp_path / "g3")]) == 0
+    loaded, store = load_for_diagnostics(tmp_path / "g3", generated_root, num_frames=4)
+    scenes = sorted(p.stem for p in (generated_root / "scannet/pcd_with_object_aabbs").glob("*/*.npz"))
+    feats = token_features(loaded, store.load(scenes[0]))
+    assert set(feats) == {"pooled", "decoder_input", "layer1_output", "layer2_output"}
+    assert torch.equal(feats["layer2_output"], feats["layer1_output"])
+    assert not torch.equal(feats["layer1_output"], feats["decoder_input"])

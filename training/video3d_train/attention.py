@@ -13,17 +13,21 @@ most-attended video token is one of the objects'.
 A decoder that answers from the question text alone puts less on the objects than the
 even share; :func:`video3d_train.step.answer_attention_loss` trains it to look.
 
-``--category-probe`` adds whether the video tokens can be *found* by what they show: a
-linear classifier, fitted on training rooms and scored on validation rooms, predicts
-the category of the one object a token sees (tokens of several objects or none are
-left out) from the pooled features, from the decoder's input (position encoding
-added) and from the first decoder layer's output — what the last layer's keys are
-computed from. Generated rooms only (categories from ``scans/<scene>/<scene>_objects.json``).
+``--probe category`` / ``--probe colour`` add whether the video tokens say what they show:
+a linear classifier, fitted on training rooms and scored on validation rooms, predicts
+the category (or the colour) of the one object a token sees (tokens of several objects
+or none are left out) from the pooled features, from the decoder's input (position
+encoding added) and from every decoder layer's output but the last — the inputs the
+later layers' keys and values are computed from. A token that cannot be found by its
+category cannot be attended to by name; one whose colour is gone cannot be read. Generated
+rooms only (labels from ``scans/<scene>/<scene>_objects.json``). ``--category-probe`` is
+``--probe category``.
 """
 
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 from pathlib import Path
 
@@ -88,28 +92,48 @@ def answer_attention(loaded: LoadedModel, store: SceneStore, file: str,
             "objects_share_of_video_tokens": round(float(np.mean(share)), 4)}
 
 
-PROBE_FEATURES = ("pooled", "decoder_input", "layer1_output")  # where the probe reads tokens
+class ProbeLabel(str, enum.Enum):
+    """What the token probe predicts; the value is the field of ``_objects.json`` it reads."""
+
+    CATEGORY = "object_name"
+    COLOUR = "colour"
+
+    @classmethod
+    def from_name(cls, name: str) -> "ProbeLabel":
+        names = {"category": cls.CATEGORY, "colour": cls.COLOUR, "color": cls.COLOUR}
+        if name not in names:
+            raise ValueError(f"unknown probe label {name!r}; expected one of {sorted(names)}")
+        return names[name]
 
 
-def token_categories(store: SceneStore, scene_id: str) -> np.ndarray:
-    """(F·G·G,) category name of the one object each pooled token sees ('' for none/several)."""
+def probe_features(num_layers: int) -> tuple[str, ...]:
+    """Where the probe reads tokens: the pooled features, the decoder's input and the
+    output of every decoder layer but the last (``layer1_output`` … ``layer{L-1}_output``)."""
+    return ("pooled", "decoder_input") + tuple(f"layer{i}_output" for i in range(1, num_layers))
+
+
+def token_labels(store: SceneStore, scene_id: str,
+                 label: ProbeLabel = ProbeLabel.CATEGORY) -> np.ndarray:
+    """(F·G·G,) the ``label`` (category or colour) of the one object each pooled token
+    sees ('' for none/several)."""
     path = store.root / "scannet" / "scans" / scene_id / f"{scene_id}_objects.json"
     try:
-        names = {int(o["object_id"]): str(o["object_name"])
-                 for o in json.loads(path.read_text())["objects"]}
+        values = {int(o["object_id"]): str(o[label.value])
+                  for o in json.loads(path.read_text())["objects"]}
     except (OSError, KeyError, ValueError, TypeError) as e:
-        raise DataError(f"{path}: cannot read object categories ({type(e).__name__}: {e})") from e
+        raise DataError(f"{path}: cannot read object field {label.value!r} "
+                        f"({type(e).__name__}: {e})") from e
     scene = store.load(scene_id)
     pooled = pool_cells(scene.object_masks, store.config.grid.pooled_per_side)  # (N, F, G, G)
     one = pooled.sum(axis=0) == 1
     labels = np.full(one.shape, "", dtype=object)
     for i, oid in enumerate(scene.objects.object_ids):
-        labels[pooled[i] & one] = names[int(oid)]
+        labels[pooled[i] & one] = values[int(oid)]
     return labels.reshape(-1)
 
 
 def token_features(loaded, scene) -> dict[str, torch.Tensor]:
-    """Per pooled token (F·G·G, D), newlines dropped: the :data:`PROBE_FEATURES`."""
+    """Per pooled token (F·G·G, D), newlines dropped: the features of :func:`probe_features`."""
     model, cfg = loaded.model, loaded.model.config
     with torch.no_grad():
         enc = model.encode_frames(scene.pixel_values, scene.token_points)
@@ -121,9 +145,10 @@ def token_features(loaded, scene) -> dict[str, torch.Tensor]:
     g = cfg.grid.pooled_per_side
     cells = video_token_targets(torch.ones(scene.pixel_values.shape[0], g, g, dtype=torch.bool),
                                 cfg.video.newline)  # drops the newline tokens
-    return {"pooled": enc.pooled_features.reshape(-1, video.shape[-1]),
-            "decoder_input": out.hidden_states[0][0, pos][cells],
-            "layer1_output": out.hidden_states[1][0, pos][cells]}
+    names = probe_features(cfg.text.num_layers)
+    # hidden_states: the input, then each layer's output; the last layer's is not probed.
+    layers = {name: out.hidden_states[i][0, pos][cells] for i, name in enumerate(names[1:])}
+    return {"pooled": enc.pooled_features.reshape(-1, video.shape[-1]), **layers}
 
 
 def linear_probe_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
@@ -144,17 +169,19 @@ def linear_probe_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
         return 100.0 * float((head(b).argmax(1) == y_val).float().mean())
 
 
-def category_probe(loaded: LoadedModel, store: SceneStore, train_scenes: list[str],
-                   val_scenes: list[str], progress: bool = True) -> dict:
-    """Linear-probe accuracy of the token's object category at each of :data:`PROBE_FEATURES`."""
+def token_probe(loaded: LoadedModel, store: SceneStore, train_scenes: list[str],
+                val_scenes: list[str], label: ProbeLabel = ProbeLabel.CATEGORY,
+                progress: bool = True) -> dict:
+    """Linear-probe accuracy of the token's object ``label`` at each of :func:`probe_features`."""
 
     def collect(scenes: list[str]) -> tuple[dict[str, torch.Tensor], np.ndarray]:
-        feats, labels = {k: [] for k in PROBE_FEATURES}, []
-        for sid in tqdm(scenes, desc="tokens", disable=not progress):
-            lab = token_categories(store, sid)
+        feats: dict[str, list[torch.Tensor]] = {}
+        labels = []
+        for sid in tqdm(scenes, desc=f"tokens ({label.name.lower()})", disable=not progress):
+            lab = token_labels(store, sid, label)
             keep = torch.from_numpy(lab != "")
             for k, v in token_features(loaded, store.load(sid)).items():
-                feats[k].append(v[keep])
+                feats.setdefault(k, []).append(v[keep])
             labels.append(lab[lab != ""])
         return {k: torch.cat(v) for k, v in feats.items()}, np.concatenate(labels)
 
@@ -164,10 +191,10 @@ def category_probe(loaded: LoadedModel, store: SceneStore, train_scenes: list[st
     t_tr = torch.tensor([index[c] for c in y_tr])
     t_va = torch.tensor([index[c] for c in y_va])
     res = {k: round(linear_probe_accuracy(x_tr[k], t_tr, x_va[k], t_va, len(classes)), 1)
-           for k in PROBE_FEATURES}
+           for k in x_tr}
     majority = max(float((t_va == i).float().mean()) for i in range(len(classes)))
-    return {"accuracy": res, "majority_share": round(100 * majority, 1),
-            "train_tokens": len(y_tr), "val_tokens": len(y_va), "categories": classes}
+    return {"label": label.name.lower(), "accuracy": res, "majority_share": round(100 * majority, 1),
+            "train_tokens": len(y_tr), "val_tokens": len(y_va), "classes": classes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-frames", type=int, default=None, help="default: the model's")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
-    p.add_argument("--category-probe", action="store_true",
-                   help="also fit the token-category probe (generated rooms)")
+    p.add_argument("--probe", action="append", default=[], choices=["category", "colour"],
+                   help="also fit a token probe of this label (generated rooms; repeatable)")
+    p.add_argument("--category-probe", action="store_true", help="the same as --probe category")
     p.add_argument("--probe-train-rooms", type=int, default=60,
                    help="training rooms for the probe (every k-th of the train split)")
     p.add_argument("--probe-val-rooms", type=int, default=50, help="validation rooms")
@@ -191,14 +219,17 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     loaded, store = load_for_diagnostics(args.checkpoint, args.data_root, args.num_frames)
     res = answer_attention(loaded, store, args.file, args.limit)
-    if args.category_probe:
+    labels = [ProbeLabel.from_name(n) for n in dict.fromkeys(
+        args.probe + (["category"] if args.category_probe else []))]
+    if labels:
         from .vision_pretrain import scene_ids
 
         root = Path(args.data_root)
         train = scene_ids(root, "train")
         train = train[::max(1, len(train) // args.probe_train_rooms)][:args.probe_train_rooms]
         val = scene_ids(root, "val")[:args.probe_val_rooms]
-        res["token_category_probe"] = category_probe(loaded, store, train, val)
+        for label in labels:
+            res[f"token_{label.name.lower()}_probe"] = token_probe(loaded, store, train, val, label)
     text = json.dumps(res, indent=2)
     print(text)
     if args.out:
