@@ -93,7 +93,7 @@ def main() -> None:
         uncached = median_ms(lambda: engine.next_token_logits(prompt, use_cache=False),
                              args.repeats)
         full = median_ms(reencode, args.repeats)
-        tokens = len(processor.prefix_ids(n)) + len(processor.suffix_ids(prompt)[0])
+        tokens = len(processor.prefix_ids(n, prompt)) + len(processor.suffix_ids(prompt)[0])
         print(f"{n:>9} {tokens:>7} {cached:>10.2f} {uncached:>12.2f} {full:>13.2f} "
               f"{uncached / cached:>16.2f} {full / cached:>17.2f}")
 

@@ -9,9 +9,16 @@ import pytest
 import torch
 
 from video3d_ros.geometry import Box3D
+from video3d_ros.model.config import PromptLayout, Video3DConfig
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.errors import ModelError
-from video3d_ros.model.processor import caption_prompt, grounding_prompt, qa_prompt
+from video3d_ros.model.modeling import Video3DModel
+from video3d_ros.model.processor import (
+    Video3DProcessor,
+    caption_prompt,
+    grounding_prompt,
+    qa_prompt,
+)
 
 
 QUESTIONS = ["How many chairs are there?", "What is left of the bed?", "Where is the lamp?"]
@@ -32,6 +39,32 @@ def test_cached_and_uncached_logits_match(engine, frames):
     prefix = engine._prefix
     assert prefix is not None
     assert prefix.cache.get_seq_length() == prefix.length
+
+
+def test_question_first_engine_runs_the_training_layout(tiny_config, tokenizer, engine, frames):
+    """Question-first: the engine's logits equal one forward pass over the ids the
+    training data gets (processor.encode), nothing is cached, and the video tokens now
+    see the question, so the same weights give other logits than video-first."""
+    cfg = Video3DConfig.from_dict(tiny_config.to_dict())
+    cfg.video.prompt_layout = PromptLayout.QUESTION_FIRST
+    torch.manual_seed(0)  # the same draw as the tiny_model fixture: equal weights
+    model = Video3DModel(cfg).eval()
+    qf = Video3DEngine(model, Video3DProcessor(tokenizer, cfg), max_new_tokens=6)
+    _fill(qf, frames[:3])
+    _fill(engine, frames[:3])
+    for q in QUESTIONS[:2]:
+        text = qa_prompt(q)
+        logits = qf.next_token_logits(text)  # use_cache=True is ignored: never cached
+        with torch.inference_mode():
+            full = model(qf.processor.encode(3, text).input_ids[None],
+                         video_tokens=qf._video_tokens(qf._ordered())).logits[0, -1]
+        assert torch.allclose(logits, full, atol=1e-4, rtol=0), (logits - full).abs().max()
+        assert not torch.allclose(logits, engine.next_token_logits(text), atol=1e-3)
+    assert qf._prefix is None
+    assert qf.ask(QUESTIONS[2]).token_ids == qf.ask(QUESTIONS[2], use_cache=False).token_ids
+    box = Box3D(center_m=np.array([1.0, 1.0, 1.0]), size_m=np.array([0.5, 0.5, 0.5]))
+    assert isinstance(qf.caption(box).text, str)
+    assert qf.ground("the chair", [box, box]).scores.shape == (2,)
 
 
 def test_cached_logits_follow_keyframe_changes(engine, frames):

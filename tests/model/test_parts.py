@@ -16,6 +16,7 @@ from video3d_ros.model.config import (
     NewlinePosition,
     PoolMode,
     PositionEncodingConfig,
+    PromptLayout,
     Video3DConfig,
     VideoConfig,
     VisionTowerConfig,
@@ -24,6 +25,7 @@ from video3d_ros.model.grounding import grounding_loss, select_multiple
 from video3d_ros.model.layers import add_newlines, pool_2d
 from video3d_ros.model.object_features import inside_cells, mean_features
 from video3d_ros.model.position_encoding import prepare_coords, sincos_3d
+from video3d_ros.model.processor import Video3DProcessor
 from video3d_ros.model.runtime import select_runtime
 from video3d_ros.model.shapes import paper_7b
 
@@ -190,6 +192,42 @@ def test_prompt_layout(processor, tiny_config):
     assert text.endswith("<|im_start|>assistant\na chair<|im_end|>")
     labelled = enc.labels[enc.labels != -100].tolist()
     assert processor.tokenizer.decode(labelled) == "a chair<|im_end|>"
+
+
+def test_question_first_prompt_layout(tokenizer, tiny_config):
+    cfg = Video3DConfig.from_dict({**tiny_config.to_dict(),
+                                   "video": {**tiny_config.to_dict()["video"],
+                                             "prompt_layout": "question_first"}})
+    assert cfg.video.prompt_layout is PromptLayout.QUESTION_FIRST
+    assert Video3DConfig.from_dict(cfg.to_dict()).video.prompt_layout is PromptLayout.QUESTION_FIRST
+    proc = Video3DProcessor(tokenizer, cfg)
+    task = " What is this? Answer the question simply."
+    enc = proc.encode(2, task, answer="a chair")
+    ids = enc.input_ids.tolist()
+    vid = proc.token_ids.video
+    first = ids.index(vid)
+    assert ids.count(vid) == 2 * cfg.tokens_per_frame
+    assert ids[enc.prefix_len - 1] == vid and vid not in ids[enc.prefix_len:]
+    before, after = tokenizer.decode(ids[:first]), tokenizer.decode(ids[enc.prefix_len:])
+    assert before.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                             "<|im_start|>user\n")
+    assert "spatial relationships in the video" in before and "What is this?" in before
+    assert after == "<|im_end|>\n<|im_start|>assistant\na chair<|im_end|>"
+    labelled = enc.labels[enc.labels != -100].tolist()
+    assert tokenizer.decode(labelled) == "a chair<|im_end|>"
+    assert enc.input_ids.tolist() == proc.prefix_ids(2, task) + proc.suffix_ids(task, "a chair")[0]
+    with pytest.raises(ValueError, match="pass task_text"):
+        proc.prefix_ids(2)
+    with pytest.raises(ValueError, match="must not contain <image>"):
+        proc.prefix_ids(2, "<image> where?")
+    # the paper's layout: the prefix is the same whatever the question (the engine caches it)
+    video_first = Video3DProcessor(tokenizer, tiny_config)
+    assert tiny_config.video.prompt_layout is PromptLayout.VIDEO_FIRST
+    assert video_first.prefix_ids(2) == video_first.prefix_ids(2, task)
+    # a config written before the field existed reads as the paper's layout
+    old = tiny_config.to_dict()
+    del old["video"]["prompt_layout"]
+    assert Video3DConfig.from_dict(old).video.prompt_layout is PromptLayout.VIDEO_FIRST
 
 
 def test_splice_checks_counts_and_places_features(tiny_model, processor):

@@ -69,6 +69,37 @@ def test_box_size_is_for_fresh_models_only():
         load_recipe("tiny_generated").with_overrides(["model.box_size=sinusoidal"])
 
 
+def test_prompt_layout_override_applies_to_a_loaded_checkpoint(tmp_path):
+    """``model.prompt_layout`` turns a video-first checkpoint question-first; unset, the
+    checkpoint keeps its own; the exported model carries the layout in its config."""
+    import torch
+
+    from video3d_ros.model.checkpoint import load_pretrained, save_pretrained
+    from video3d_ros.model.config import PromptLayout
+    from video3d_ros.model.runtime import Runtime
+    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+    from video3d_train.train import build_model_and_tokenizer
+
+    runtime = Runtime(torch.device("cpu"), torch.float32, "sdpa")
+    base = load_recipe("tiny_generated").with_overrides(
+        [f"model.checkpoint={EMBEDDED_MODEL_DIR}"])
+    assert base.model.prompt_layout is None
+    model, _ = build_model_and_tokenizer(base, [], runtime)
+    assert model.config.video.prompt_layout is PromptLayout.VIDEO_FIRST
+    qf = base.with_overrides(["model.prompt_layout=question_first"])
+    assert qf.model.prompt_layout is PromptLayout.QUESTION_FIRST
+    save_recipe(qf, tmp_path / "r.yaml")
+    assert load_recipe(tmp_path / "r.yaml").model.prompt_layout is PromptLayout.QUESTION_FIRST
+    model, tok = build_model_and_tokenizer(qf, [], runtime)
+    assert model.config.video.prompt_layout is PromptLayout.QUESTION_FIRST
+    save_pretrained(model, tok, tmp_path / "m")
+    loaded = load_pretrained(tmp_path / "m")
+    assert loaded.model.config.video.prompt_layout is PromptLayout.QUESTION_FIRST
+    assert loaded.processor.question_first
+    with pytest.raises(ValueError, match="not a valid PromptLayout"):
+        base.with_overrides(["model.prompt_layout=sideways"])
+
+
 def test_sharding_engine_on_cpu_says_it_runs_data_parallel(caplog):
     """accelerate applies FSDP/ZeRO-3 to CUDA processes only: on CPU the run must say so."""
     import logging

@@ -137,7 +137,8 @@ def token_features(loaded, scene) -> dict[str, torch.Tensor]:
     model, cfg = loaded.model, loaded.model.config
     with torch.no_grad():
         enc = model.encode_frames(scene.pixel_values, scene.token_points)
-        ids = torch.tensor([loaded.processor.prefix_ids(scene.pixel_values.shape[0])])
+        # no question: a question-first model's tokens are probed after an empty task text
+        ids = torch.tensor([loaded.processor.prefix_ids(scene.pixel_values.shape[0], "")])
         video = enc.tokens.reshape(-1, enc.tokens.shape[-1])
         out = model.language_model.model(inputs_embeds=model.embed(ids, video),
                                          output_hidden_states=True)

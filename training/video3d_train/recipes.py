@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from video3d_ros.keyframes import SamplingStrategy
-from video3d_ros.model.config import BoxSizeEncoding, GroundLossKind, RandomInit
+from video3d_ros.model.config import BoxSizeEncoding, GroundLossKind, PromptLayout, RandomInit
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 
@@ -65,6 +65,7 @@ class ModelRecipe:
     ground_loss: GroundLossKind = GroundLossKind.INFONCE  # grounding loss family
     random_init: RandomInit = RandomInit.NORMAL_0_02  # weight draw of a fresh model (init=random)
     box_size: BoxSizeEncoding = BoxSizeEncoding.NONE  # size encoding of a fresh model's boxes
+    prompt_layout: PromptLayout | None = None  # None: the checkpoint's (a fresh model: video_first)
 
     def __post_init__(self) -> None:
         from video3d_ros.model.shapes import SHAPES
@@ -73,6 +74,8 @@ class ModelRecipe:
         self.ground_loss = GroundLossKind(self.ground_loss)
         self.random_init = RandomInit(self.random_init)
         self.box_size = BoxSizeEncoding(self.box_size)
+        if self.prompt_layout is not None:
+            self.prompt_layout = PromptLayout(self.prompt_layout)
         if self.init is ModelInit.CHECKPOINT and self.box_size is not BoxSizeEncoding.NONE:
             raise ValueError("model.box_size applies to a fresh model (init=random); a "
                              "checkpoint keeps the size encoding it was trained with")

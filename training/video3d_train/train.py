@@ -51,6 +51,7 @@ from .data import Sample, SceneStore, Video3DDataset, collate, read_processed
 from .recipes import (
     DistributedEngine,
     ModelInit,
+    ModelRecipe,
     Precision,
     Schedule,
     TrainRecipe,
@@ -116,10 +117,19 @@ def build_model_and_tokenizer(recipe: TrainRecipe, samples: list[Sample], runtim
                else build_tokenizer(tokenizer_corpus(samples), vocab_size=mr.tokenizer_vocab_size))
         model = materialize(build_empty(fresh_config(recipe, tok), runtime.attn_implementation),
                             runtime, seed=recipe.seed, init=mr.random_init)
-    if model.config.grounding is not None:
-        model.config.grounding.loss = mr.ground_loss
+    apply_model_recipe(model.config, mr)
+    if model.ground_head is not None:
         model.ground_head.cfg.loss = mr.ground_loss
     return model.train(), tok
+
+
+def apply_model_recipe(config: Video3DConfig, mr: ModelRecipe) -> None:
+    """What the recipe sets on any model, fresh or loaded: the grounding loss and, when
+    given, the prompt layout (a video-first checkpoint can be trained question-first)."""
+    if config.grounding is not None:
+        config.grounding.loss = mr.ground_loss
+    if mr.prompt_layout is not None:
+        config.video.prompt_layout = mr.prompt_layout
 
 
 def param_groups(model, recipe: TrainRecipe) -> list[dict]:
@@ -380,8 +390,7 @@ def export_checkpoint(run_dir: str | Path, out: str | Path) -> Path:
     state = load_torch_file(ckpt / "state.pt")["model"]
     model = materialize(build_empty(config), Runtime(torch.device("cpu"), torch.float32, "sdpa"),
                         state, where=str(ckpt))
-    if model.config.grounding is not None:
-        model.config.grounding.loss = recipe.model.ground_loss
+    apply_model_recipe(model.config, recipe.model)
     save_pretrained(model, tok, out, trained_frames=recipe.data.num_frames)
     return Path(out)
 

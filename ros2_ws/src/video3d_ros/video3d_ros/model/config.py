@@ -39,6 +39,14 @@ class NewlinePosition(enum.Enum):
     NONE = "none"  # no newline token: G × G tokens per frame
 
 
+class PromptLayout(enum.Enum):
+    """Where the video goes in the user turn (see :mod:`video3d_ros.model.processor`)."""
+
+    VIDEO_FIRST = "video_first"  # the paper's (LLaVA-Video): video, then the task text
+    QUESTION_FIRST = "question_first"  # ours: task text, then the video, so video tokens
+    #                                   attend to the question (no cached visual prefix)
+
+
 class PositionEncodingKind(enum.Enum):
     """3D position encoding added to the pooled visual tokens."""
 
@@ -157,17 +165,19 @@ class TextConfig:
 
 @dataclass
 class VideoConfig:
-    """Projector, pooling and newline layout of the video tokens."""
+    """Projector, pooling and newline layout of the video tokens, and where they go."""
 
     projector: ProjectorKind = ProjectorKind.MLP2X_GELU  # vision → text projector
     pool_stride: int = 2  # spatial pooling factor of the patch grid
     pool_mode: PoolMode = PoolMode.BILINEAR  # how the patch grid is pooled
     newline: NewlinePosition = NewlinePosition.GRID  # newline token layout
+    prompt_layout: PromptLayout = PromptLayout.VIDEO_FIRST  # video before/after the task text
 
     def __post_init__(self) -> None:
         self.projector = ProjectorKind(self.projector)
         self.pool_mode = PoolMode(self.pool_mode)
         self.newline = NewlinePosition(self.newline)
+        self.prompt_layout = PromptLayout(self.prompt_layout)
         _check_positive_int(self, "pool_stride")
 
 

@@ -207,7 +207,7 @@ class Video3DEngine:
         ids = self.processor.token_ids
         suffix = self._suffix(task_text)
         coord = self._coord_embeds(coord_box)
-        with self._lock, self._model_errors(), self._session(use_cache) as run:
+        with self._lock, self._model_errors(), self._session(use_cache, task_text) as run:
             out = run(suffix, coord)
             tokens: list[int] = []
             for _ in range(limit):
@@ -225,7 +225,7 @@ class Video3DEngine:
                           coord_box: Box3D | None = None) -> torch.Tensor:
         """(V,) fp32 logits after the prompt of ``task_text`` (for checks and benchmarks)."""
         suffix, coord = self._suffix(task_text), self._coord_embeds(coord_box)
-        with self._lock, self._model_errors(), self._session(use_cache) as run:
+        with self._lock, self._model_errors(), self._session(use_cache, task_text) as run:
             return run(suffix, coord).logits[0, -1].float().cpu()
 
     @torch.inference_mode()
@@ -239,10 +239,11 @@ class Video3DEngine:
         if self.model.ground_head is None:
             raise ValueError("this model has no grounding head")
         thr = self.multi_object_threshold if threshold is None else threshold
-        suffix = self._suffix(grounding_prompt(description)) + [self.processor.token_ids.ground]
+        task_text = grounding_prompt(description)
+        suffix = self._suffix(task_text) + [self.processor.token_ids.ground]
         with self._lock, self._model_errors():
             objects = self._object_features(list(proposals))
-            with self._session(use_cache) as run:
+            with self._session(use_cache, task_text) as run:
                 hidden = run(suffix, None).last_hidden_state[0, -1]  # (D,)
             scores = self.model.ground_scores(hidden, objects).float().cpu()  # (N+1,)
         n = len(proposals)
@@ -291,19 +292,23 @@ class Video3DEngine:
         return self._prefix
 
     @contextlib.contextmanager
-    def _session(self, use_cache: bool) -> Iterator:
+    def _session(self, use_cache: bool, task_text: str | None = None) -> Iterator:
         """Yield ``run(ids, coord_embeds) → Video3DOutput`` continuing one sequence.
 
         Cached: starts after the visual prefix and crops the cache back on exit.
-        Uncached: the first call pre-fills prefix + ids from scratch.
+        Uncached: the first call pre-fills prefix + ids from scratch. A question-first
+        model's prefix holds ``task_text``, so it is never cached.
         """
+        if self.processor.question_first:
+            use_cache = False
         if use_cache:
             prefix = self._ensure_prefix()
             cache, first, head, video = prefix.cache, [False], [], None
         else:
             prefix, cache, first = None, DynamicCache(config=self._text_config), [True]
             frames = self._ordered()
-            head, video = self.processor.prefix_ids(len(frames)), self._video_tokens(frames)
+            head = self.processor.prefix_ids(len(frames), task_text)
+            video = self._video_tokens(frames)
 
         def run(ids: list[int], coord: torch.Tensor | None):
             video_now = None

@@ -10,6 +10,17 @@ Prompt layout (Qwen2 chat template, "qwen_1_5" conversation)::
 Everything up to the video tokens is the *visual prefix* whose KV cache the
 engine reuses across questions. The task texts follow the reference data files.
 
+That is the paper's layout (``PromptLayout.VIDEO_FIRST``). Ours, ``QUESTION_FIRST``,
+moves the task text before the video so that each video token can attend to the
+question (a causal decoder's video tokens otherwise never see it)::
+
+    <|im_start|>system\n…<|im_end|>\n<|im_start|>user\n{SPATIAL_INSTRUCTION}\n{task text}\n
+    <image> × (frames · tokens_per_frame)                          ← prefix (holds the task)
+    <|im_end|>\n<|im_start|>assistant\n                              ← suffix
+    {answer}<|im_end|>                                             ← training only
+
+Its prefix depends on the question, so the engine cannot reuse it.
+
 Frames: RGB is resized (bilinear, antialiased) so the short side equals the
 tower's image size and centre-cropped with the same :class:`CropSpec` the
 per-pixel coordinates go through (nearest neighbour), so pixels and
@@ -27,7 +38,7 @@ from transformers import PreTrainedTokenizerBase
 
 from video3d_ros.geometry import patch_coords_m, resize_crop_nearest, resize_crop_params
 
-from .config import PositionEncodingKind, Video3DConfig
+from .config import PositionEncodingKind, PromptLayout, Video3DConfig
 from .modeling import IGNORE_INDEX
 from .position_encoding import prepare_coords
 from .tokenizer import COORD_TOKEN, IM_END, IM_START, VIDEO_TOKEN, token_ids_of
@@ -103,7 +114,7 @@ class PreparedFrame:
 class EncodedPrompt:
     input_ids: torch.Tensor  # (T,) int64
     labels: torch.Tensor  # (T,) int64, IGNORE_INDEX outside the answer
-    prefix_len: int  # tokens of the visual prefix (system + user header + video)
+    prefix_len: int  # tokens up to the last video token (system, user header[, task], video)
 
 
 class Video3DProcessor:
@@ -158,20 +169,37 @@ class Video3DProcessor:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def prefix_ids(self, num_frames: int) -> list[int]:
-        """System prompt, user header and ``num_frames · tokens_per_frame`` placeholders."""
-        text = (f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n{IM_START}user\n{VIDEO_TOKEN}")
-        ids = self._ids(text)
+    @property
+    def question_first(self) -> bool:
+        """Whether the task text comes before the video (its prefix is then per question)."""
+        return self.config.video.prompt_layout is PromptLayout.QUESTION_FIRST
+
+    def prefix_ids(self, num_frames: int, task_text: str | None = None) -> list[int]:
+        """System prompt, user header and ``num_frames · tokens_per_frame`` placeholders.
+
+        Video-first (the paper's layout), the prefix is the same for every question and
+        ``task_text`` is not part of it (it goes into :meth:`suffix_ids`). Question-first,
+        the task text is part of the prefix and must be given.
+        """
+        head = f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}\n{IM_START}user\n"
+        if self.question_first:
+            if task_text is None:
+                raise ValueError("the question-first layout puts the task text before the "
+                                 "video: pass task_text to prefix_ids")
+            _check_task_text(task_text)
+            head += f"{SPATIAL_INSTRUCTION}\n{task_text}\n"
+        ids = self._ids(head + VIDEO_TOKEN)
         vid = self.token_ids.video
         if ids.count(vid) != 1 or ids[-1] != vid:
             raise ValueError(f"the prompt header must end in exactly one {VIDEO_TOKEN} token")
         return ids[:-1] + [vid] * (num_frames * self.config.tokens_per_frame)
 
     def suffix_ids(self, task_text: str, answer: str | None = None) -> tuple[list[int], int]:
-        """Ids after the video and how many of them belong to the answer."""
-        if VIDEO_TOKEN in task_text:
-            raise ValueError(f"task text must not contain {VIDEO_TOKEN}")
-        ids = self._ids(f"\n{SPATIAL_INSTRUCTION}\n{task_text}{IM_END}\n{IM_START}assistant\n")
+        """Ids after the video and how many of them belong to the answer (the task text is
+        here video-first, in :meth:`prefix_ids` question-first)."""
+        _check_task_text(task_text)
+        user = "" if self.question_first else f"\n{SPATIAL_INSTRUCTION}\n{task_text}"
+        ids = self._ids(f"{user}{IM_END}\n{IM_START}assistant\n")
         n_answer = 0
         if answer is not None:
             ans = self._ids(f"{answer}{IM_END}")
@@ -180,7 +208,7 @@ class Video3DProcessor:
 
     def encode(self, num_frames: int, task_text: str, answer: str | None = None) -> EncodedPrompt:
         """Whole prompt (and answer) with labels on the answer tokens only."""
-        prefix = self.prefix_ids(num_frames)
+        prefix = self.prefix_ids(num_frames, task_text)
         suffix, n_answer = self.suffix_ids(task_text, answer)
         ids = torch.tensor(prefix + suffix, dtype=torch.long)
         labels = torch.full_like(ids, IGNORE_INDEX)
@@ -190,3 +218,8 @@ class Video3DProcessor:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+def _check_task_text(task_text: str) -> None:
+    if VIDEO_TOKEN in task_text:
+        raise ValueError(f"task text must not contain {VIDEO_TOKEN}")
