@@ -12,7 +12,9 @@ from video3d_ros.model.checkpoint import load_pretrained
 from video3d_ros.model.config import NewlinePosition
 from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
 from video3d_train.attention import (
+    READOUT_FEATURES,
     ProbeLabel,
+    colour_readout,
     linear_probe_accuracy,
     load_for_diagnostics,
     probe_features,
@@ -199,6 +201,34 @@ def test_attention_report_on_generated_rooms(generated_root, tmp_path, capsys):
     assert 0 < res["objects_share_of_video_tokens"] < 1
     assert len(res["argmax_on_objects_per_head"]) == heads
     assert all(0 <= x <= 1 for x in res["argmax_on_objects_per_head"])
+
+
+@pytest.fixture(scope="module")
+def seeing_rooms(tmp_path_factory, make_rooms):
+    """Rooms whose 8 frames show the objects of most colour questions (the shared
+    64×48, 4-frame fixture shows none of them)."""
+    return make_rooms(tmp_path_factory.mktemp("seeing"), num_scenes=4, seed=3, val_fraction=0.25,
+                      width=96, height=72, n_frames=80, frame_stride=10)
+
+
+def test_colour_readout_on_generated_rooms(seeing_rooms):
+    generated_root = seeing_rooms
+    loaded, store = load_for_diagnostics(EMBEDDED_MODEL_DIR, generated_root, num_frames=8)
+    file = "processed/scanqa_train_llava_style.json"
+    res = colour_readout(loaded, store, file, test_every=2, progress=False)
+    colour_questions = {s.sample_id.rsplit("_", 1)[0] for s in read_processed(generated_root / file)[0]
+                        if "color" in s.prompt.lower() or "colour" in s.prompt.lower()}
+    assert 0 < res["test_questions"] < res["questions"] <= len(colour_questions)
+    assert set(res["accuracy"]) == set(READOUT_FEATURES)
+    assert all(0 <= a <= 100 for a in res["accuracy"].values())
+    colours = {o["colour"] for p in (generated_root / "scannet/scans").glob("*/*_objects.json")
+               for o in json.loads(p.read_text())["objects"]}
+    assert set(res["classes"]) <= colours
+    # its hooks are removed afterwards (transformers keeps hooks of its own)
+    assert not [h for m in loaded.model.modules() for h in m._forward_hooks.values()
+                if "colour_readout" in getattr(h, "__qualname__", "")]
+    with pytest.raises(ValueError, match="at least two rooms"):
+        colour_readout(loaded, store, file, test_every=1, progress=False)
 
 
 def test_linear_probe_finds_a_linear_label_and_not_a_random_one():

@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from video3d_ros.model.checkpoint import LoadedModel, load_pretrained
+from video3d_ros.model.modeling import IGNORE_INDEX
 from video3d_ros.model.runtime import Runtime
 
 from .data import DataError, SceneStore, Video3DDataset, pool_cells, read_processed
@@ -90,6 +91,91 @@ def answer_attention(loaded: LoadedModel, store: SceneStore, file: str,
             "argmax_on_objects_per_head": [round(float(x), 4)
                                            for x in np.mean(top_on_object, 0)],
             "objects_share_of_video_tokens": round(float(np.mean(share)), 4)}
+
+
+READOUT_FEATURES = ("head0_output", "perfect_head0_output", "last_layer_input", "final_hidden")
+COLOUR_WORDS = ("color", "colour")
+
+
+def colour_readout(loaded: LoadedModel, store: SceneStore, file: str, limit: int | None = None,
+                   batch: int = 16, test_every: int = 5, progress: bool = True) -> dict:
+    """Can the answer read the colour of the object a ScanQA colour question names?
+
+    For each colour question (its text says "color"/"colour"; the label is the answer's
+    first word) whose named objects some video token sees, four features, each probed
+    linearly for the colour (fitted on the questions of most rooms, scored on those of
+    every ``test_every``-th room):
+
+    - ``head0_output``: what the last layer's head 0 (the one the answer-attention loss
+      trains) outputs at the position predicting the first answer token;
+    - ``perfect_head0_output``: what it would output if all its attention were on the
+      objects' tokens (the mean of their head-0 values);
+    - ``last_layer_input``: the mean over the objects' tokens of the last layer's input;
+    - ``final_hidden``: the final hidden state at that position (what the LM head reads).
+    """
+    model, cfg = loaded.model, loaded.model.config
+    samples, _ = read_processed(store.root / file)
+    by_question: dict[str, object] = {}
+    for s in samples:
+        if any(w in s.prompt.lower() for w in COLOUR_WORDS) and s.answer.split():
+            by_question.setdefault(s.sample_id.rsplit("_", 1)[0], s)
+    ds = Video3DDataset(list(by_question.values())[:limit], store,
+                        max_length=cfg.text.max_position_embeddings)
+    step = Video3DForTraining(model, loaded.tokenizer.pad_token_id)
+    last = model.language_model.model.layers[-1]
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(name: str, from_input: bool):
+        def hook(module, args, kwargs, output):
+            seen[name] = (args[0] if args else kwargs["hidden_states"]) if from_input else output
+        return hook
+
+    head_dim = cfg.text.hidden_size // cfg.text.num_heads
+    feats: dict[str, list[torch.Tensor]] = {k: [] for k in READOUT_FEATURES}
+    colours, rooms = [], []
+    hooks = [last.register_forward_hook(keep("layer_in", True), with_kwargs=True),
+             last.self_attn.o_proj.register_forward_hook(keep("heads_out", True), with_kwargs=True),
+             last.self_attn.v_proj.register_forward_hook(keep("values", False), with_kwargs=True),
+             model.language_model.model.norm.register_forward_hook(keep("final", False),
+                                                                  with_kwargs=True)]
+    try:
+        with torch.no_grad():
+            for i in tqdm(range(0, len(ds), batch), desc="readout", disable=not progress):
+                items = [ds[j] for j in range(i, min(i + batch, len(ds)))]
+                ids, labels, mask = pad_batch(items, loaded.tokenizer.pad_token_id)
+                out, _ = step.run(items, with_labels=True, output_attentions=True,
+                                  padded=(ids, labels, mask))
+                for b, it in enumerate(items):
+                    found = answer_video_attention(out.attentions[-1][b], it, ids[b], labels[b],
+                                                   cfg.token_ids.video, cfg.video.newline)
+                    if found is None or not bool(found[1].any()):
+                        continue
+                    target = found[1]
+                    q = int((labels[b] != IGNORE_INDEX).nonzero()[0]) - 1
+                    obj = (ids[b] == cfg.token_ids.video).nonzero().flatten()[target]
+                    feats["head0_output"].append(seen["heads_out"][b, q, :head_dim])
+                    feats["perfect_head0_output"].append(seen["values"][b, obj, :head_dim].mean(0))
+                    feats["last_layer_input"].append(seen["layer_in"][b, obj].mean(0))
+                    feats["final_hidden"].append(seen["final"][b, q])
+                    colours.append(it.sample.answer.split()[0].lower())
+                    rooms.append(it.sample.scene_id)
+    finally:
+        for h in hooks:
+            h.remove()
+    scenes = sorted(set(rooms))
+    train = torch.tensor([scenes.index(r) % test_every != 0 for r in rooms], dtype=torch.bool)
+    if not colours or bool(train.all()) or not bool(train.any()):
+        raise ValueError(f"{file}: the colour readout needs colour questions with their objects "
+                         f"in view in at least two rooms (found {len(colours)} in "
+                         f"{len(scenes)} rooms)")
+    classes = sorted(set(colours))
+    y = torch.tensor([classes.index(c) for c in colours])
+    majority = max(float((y[~train] == c).float().mean()) for c in range(len(classes)))
+    acc = {k: round(linear_probe_accuracy(torch.stack(v)[train], y[train], torch.stack(v)[~train],
+                                          y[~train], len(classes)), 1)
+           for k, v in feats.items()}
+    return {"questions": len(colours), "test_questions": int((~train).sum()),
+            "majority_share": round(100 * majority, 1), "accuracy": acc, "classes": classes}
 
 
 class ProbeLabel(str, enum.Enum):
@@ -212,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe", action="append", default=[], choices=["category", "colour"],
                    help="also fit a token probe of this label (generated rooms; repeatable)")
     p.add_argument("--category-probe", action="store_true", help="the same as --probe category")
+    p.add_argument("--colour-readout", action="store_true",
+                   help="also probe whether the answer can read the named object's colour "
+                        "(colour questions of --file; see colour_readout)")
     p.add_argument("--probe-train-rooms", type=int, default=60,
                    help="training rooms for the probe (every k-th of the train split)")
     p.add_argument("--probe-val-rooms", type=int, default=50, help="validation rooms")
@@ -220,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     loaded, store = load_for_diagnostics(args.checkpoint, args.data_root, args.num_frames)
     res = answer_attention(loaded, store, args.file, args.limit)
+    if args.colour_readout:
+        res["colour_readout"] = colour_readout(loaded, store, args.file, args.limit)
     labels = [ProbeLabel.from_name(n) for n in dict.fromkeys(
         args.probe + (["category"] if args.category_probe else []))]
     if labels:
