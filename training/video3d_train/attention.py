@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import enum
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from video3d_ros.model.checkpoint import LoadedModel, load_pretrained
 from video3d_ros.model.modeling import IGNORE_INDEX
 from video3d_ros.model.runtime import Runtime
 
-from .data import DataError, SceneStore, Video3DDataset, pool_cells, read_processed
+from .data import DataError, Item, SceneStore, Video3DDataset, pool_cells, read_processed
 from .step import Video3DForTraining, answer_video_attention, pad_batch, video_token_targets
 
 
@@ -53,35 +54,51 @@ def load_for_diagnostics(checkpoint: str | Path, data_root: str | Path,
                               num_frames or loaded.trained_frames or 8)
 
 
-def answer_attention(loaded: LoadedModel, store: SceneStore, file: str,
-                     limit: int | None = None, batch: int = 16, progress: bool = True) -> dict:
-    """Mean per-head attention mass on the named objects' tokens (see the module doc)."""
-    cfg = loaded.model.config
-    samples, _ = read_processed(store.root / file)
+def one_per_question(samples: list, keep=lambda s: True) -> list:
+    """The first sample of each question that ``keep`` accepts (a processed ScanQA file
+    repeats a question once per answer, ids ``<question id>_<answer index>``)."""
     by_question: dict[str, object] = {}
-    for s in samples:  # one sample per question (the processed file repeats it per answer)
-        by_question.setdefault(s.sample_id.rsplit("_", 1)[0], s)
-    samples = list(by_question.values())[:limit]
-    ds = Video3DDataset(samples, store, max_length=cfg.text.max_position_embeddings)
+    for s in samples:
+        if keep(s):
+            by_question.setdefault(s.sample_id.rsplit("_", 1)[0], s)
+    return list(by_question.values())
+
+
+def iter_answer_attention(loaded: LoadedModel, ds: Video3DDataset, batch: int, desc: str,
+                          progress: bool) -> Iterator[tuple[int, Item, torch.Tensor,
+                                                            torch.Tensor, tuple | None]]:
+    """Runs ``ds`` in batches with attention weights; yields, per item, its index in the
+    batch, the item, its padded ids and labels, and :func:`answer_video_attention` of the
+    last layer (None: no target or answer). Forward hooks see the current batch."""
+    cfg = loaded.model.config
     step = Video3DForTraining(loaded.model, loaded.tokenizer.pad_token_id)
-    on_objects, top_on_object, share, on_video, unseen = [], [], [], [], 0
     with torch.no_grad():
-        for i in tqdm(range(0, len(ds), batch), desc="attention", disable=not progress):
+        for i in tqdm(range(0, len(ds), batch), desc=desc, disable=not progress):
             items = [ds[j] for j in range(i, min(i + batch, len(ds)))]
             ids, labels, mask = pad_batch(items, loaded.tokenizer.pad_token_id)
             out, _ = step.run(items, with_labels=True, output_attentions=True,
                               padded=(ids, labels, mask))
             for b, it in enumerate(items):
-                found = answer_video_attention(out.attentions[-1][b], it, ids[b], labels[b],
-                                               cfg.token_ids.video, cfg.video.newline)
-                if found is None:
-                    unseen += 1
-                    continue
-                weights, target = found  # (H, N), (N,)
-                on_objects.append(weights[:, target].sum(-1).numpy())
-                top_on_object.append(target[weights.argmax(-1)].numpy())
-                on_video.append(weights.sum(-1).numpy())
-                share.append(float(target.sum()) / target.numel())
+                yield b, it, ids[b], labels[b], answer_video_attention(
+                    out.attentions[-1][b], it, ids[b], labels[b], cfg.token_ids.video,
+                    cfg.video.newline)
+
+
+def answer_attention(loaded: LoadedModel, store: SceneStore, file: str,
+                     limit: int | None = None, batch: int = 16, progress: bool = True) -> dict:
+    """Mean per-head attention mass on the named objects' tokens (see the module doc)."""
+    samples = one_per_question(read_processed(store.root / file)[0])[:limit]
+    ds = Video3DDataset(samples, store, max_length=loaded.model.config.text.max_position_embeddings)
+    on_objects, top_on_object, share, on_video, unseen = [], [], [], [], 0
+    for _, _, _, _, found in iter_answer_attention(loaded, ds, batch, "attention", progress):
+        if found is None:
+            unseen += 1
+            continue
+        weights, target = found  # (H, N), (N,)
+        on_objects.append(weights[:, target].sum(-1).numpy())
+        top_on_object.append(target[weights.argmax(-1)].numpy())
+        on_video.append(weights.sum(-1).numpy())
+        share.append(float(target.sum()) / target.numel())
     if not on_objects:
         raise ValueError(f"{file}: no question sees its named objects in the sampled frames")
     return {"questions": len(ds), "objects_not_in_view": unseen,
@@ -114,14 +131,10 @@ def colour_readout(loaded: LoadedModel, store: SceneStore, file: str, limit: int
     - ``final_hidden``: the final hidden state at that position (what the LM head reads).
     """
     model, cfg = loaded.model, loaded.model.config
-    samples, _ = read_processed(store.root / file)
-    by_question: dict[str, object] = {}
-    for s in samples:
-        if any(w in s.prompt.lower() for w in COLOUR_WORDS) and s.answer.split():
-            by_question.setdefault(s.sample_id.rsplit("_", 1)[0], s)
-    ds = Video3DDataset(list(by_question.values())[:limit], store,
-                        max_length=cfg.text.max_position_embeddings)
-    step = Video3DForTraining(model, loaded.tokenizer.pad_token_id)
+    samples = one_per_question(
+        read_processed(store.root / file)[0],
+        keep=lambda s: any(w in s.prompt.lower() for w in COLOUR_WORDS) and bool(s.answer.split()))
+    ds = Video3DDataset(samples[:limit], store, max_length=cfg.text.max_position_embeddings)
     last = model.language_model.model.layers[-1]
     seen: dict[str, torch.Tensor] = {}
 
@@ -139,26 +152,18 @@ def colour_readout(loaded: LoadedModel, store: SceneStore, file: str, limit: int
              model.language_model.model.norm.register_forward_hook(keep("final", False),
                                                                   with_kwargs=True)]
     try:
-        with torch.no_grad():
-            for i in tqdm(range(0, len(ds), batch), desc="readout", disable=not progress):
-                items = [ds[j] for j in range(i, min(i + batch, len(ds)))]
-                ids, labels, mask = pad_batch(items, loaded.tokenizer.pad_token_id)
-                out, _ = step.run(items, with_labels=True, output_attentions=True,
-                                  padded=(ids, labels, mask))
-                for b, it in enumerate(items):
-                    found = answer_video_attention(out.attentions[-1][b], it, ids[b], labels[b],
-                                                   cfg.token_ids.video, cfg.video.newline)
-                    if found is None or not bool(found[1].any()):
-                        continue
-                    target = found[1]
-                    q = int((labels[b] != IGNORE_INDEX).nonzero()[0]) - 1
-                    obj = (ids[b] == cfg.token_ids.video).nonzero().flatten()[target]
-                    feats["head0_output"].append(seen["heads_out"][b, q, :head_dim])
-                    feats["perfect_head0_output"].append(seen["values"][b, obj, :head_dim].mean(0))
-                    feats["last_layer_input"].append(seen["layer_in"][b, obj].mean(0))
-                    feats["final_hidden"].append(seen["final"][b, q])
-                    colours.append(it.sample.answer.split()[0].lower())
-                    rooms.append(it.sample.scene_id)
+        for b, it, ids, labels, found in iter_answer_attention(loaded, ds, batch, "readout",
+                                                               progress):
+            if found is None or not bool(found[1].any()):
+                continue
+            q = int((labels != IGNORE_INDEX).nonzero()[0]) - 1
+            obj = (ids == cfg.token_ids.video).nonzero().flatten()[found[1]]
+            feats["head0_output"].append(seen["heads_out"][b, q, :head_dim])
+            feats["perfect_head0_output"].append(seen["values"][b, obj, :head_dim].mean(0))
+            feats["last_layer_input"].append(seen["layer_in"][b, obj].mean(0))
+            feats["final_hidden"].append(seen["final"][b, q])
+            colours.append(it.sample.answer.split()[0].lower())
+            rooms.append(it.sample.scene_id)
     finally:
         for h in hooks:
             h.remove()
