@@ -1,5 +1,6 @@
-"""Answer-attention supervision (our option): its targets, its loss by hand, and that it
-trains the answer position to look at the objects ScanQA names."""
+"""Answer-attention and answer-readout supervision (our options): targets, losses by hand,
+and that they train the answer position to look at the objects ScanQA names and to read
+what it finds."""
 
 import json
 import math
@@ -36,6 +37,7 @@ from video3d_train.recipes import load_recipe
 from video3d_train.step import (
     Video3DForTraining,
     answer_attention_loss,
+    answer_readout_loss,
     video_token_targets,
 )
 
@@ -165,6 +167,66 @@ def test_training_moves_the_answer_attention_onto_the_named_objects(generated_ro
     assert float(last.lm_loss) < float(first.lm_loss) + 0.5
 
 
+def test_readout_loss_is_the_cross_entropy_of_the_heads_logit_lens():
+    torch.manual_seed(0)
+    b, t, heads, hd, d, v = 3, 6, 4, 2, 8, 11
+    heads_out = torch.randn(b, t, heads * hd, requires_grad=True)
+    o_w = torch.randn(d, heads * hd, requires_grad=True)
+    norm_w = (torch.rand(d) + 0.5).requires_grad_()
+    lm_w = torch.randn(v, d, requires_grad=True)
+    labels = torch.full((b, t), -100)
+    labels[0, 3:] = torch.tensor([7, 2, 1])  # first answer token 7, predicted at position 2
+    labels[1, 4:] = torch.tensor([5, 1])  # in view, but …
+    labels[2, 5] = 9
+    cells = torch.tensor([[[True]]])
+    items = [_Item(cells), _Item(torch.tensor([[[False]]])), _Item(cells)]  # … 1: nothing seen
+    loss, n = answer_readout_loss(heads_out, o_w, norm_w, 1e-6, lm_w, items, labels,
+                                  heads=2, head_dim=hd)
+    assert n == 2
+
+    def by_hand(row, token):  # only heads 0 and 1 (the first 2·hd inputs of o_proj)
+        x = o_w[:, :2 * hd] @ row[:2 * hd]
+        x = x / torch.sqrt((x ** 2).mean() + 1e-6) * norm_w
+        return -torch.log_softmax(lm_w @ x, -1)[token]
+
+    want = (by_hand(heads_out[0, 2], 7) + by_hand(heads_out[2, 4], 9)) / 2
+    assert float(loss.detach()) == pytest.approx(float(want.detach()), rel=1e-5)
+    loss.backward()
+    # the heads and their output projection learn; the final norm and the LM head do not
+    assert float(o_w.grad[:, :2 * hd].abs().sum()) > 0 and float(o_w.grad[:, 2 * hd:].abs().sum()) == 0
+    assert norm_w.grad is None and lm_w.grad is None
+    assert float(heads_out.grad[1].abs().sum()) == 0  # the item without a target
+    none, n0 = answer_readout_loss(heads_out, o_w, norm_w, 1e-6, lm_w, [_Item(None)] * 3,
+                                   labels, heads=1, head_dim=hd)
+    assert n0 == 0 and float(none) == 0.0
+
+
+def test_training_makes_the_heads_output_predict_the_first_answer_token(generated_root):
+    loaded = load_pretrained(EMBEDDED_MODEL_DIR)
+    model = loaded.model.train()
+    items = _scanqa_items(generated_root, loaded.processor, 6)
+    items = [it for it in items if bool(it.answer_cells.any())]
+    step = Video3DForTraining(model, loaded.tokenizer.pad_token_id, answer_readout_loss_scale=0.5)
+    assert model.language_model.config._attn_implementation == "sdpa"  # needs no weights
+    first = step(items)
+    assert first.n_readout == len(items) and first.n_attention == 0
+    assert float(first.loss) == pytest.approx(
+        float(first.lm_loss) + 0.5 * float(first.readout_loss), rel=1e-5)
+    lm_head = model.language_model.lm_head.weight.detach().clone()
+    opt = torch.optim.Adam([p for n, p in model.named_parameters() if "lm_head" not in n], lr=3e-3)
+    for _ in range(15):
+        opt.zero_grad()
+        step(items).loss.backward()
+        opt.step()
+    last = step(items)
+    assert float(last.readout_loss) < 0.5 * float(first.readout_loss)
+    assert float(last.lm_loss) < float(first.lm_loss) + 0.5
+    assert torch.equal(model.language_model.lm_head.weight, lm_head)
+    # the hook that read the heads' outputs is gone after each step
+    o_proj = model.language_model.model.layers[-1].self_attn.o_proj
+    assert not o_proj._forward_pre_hooks
+
+
 def test_recipe_validates_the_option():
     r = load_recipe("tiny_generated")
     assert r.answer_attention_loss_scale == 0.0  # off unless asked: the paper's recipe
@@ -172,10 +234,14 @@ def test_recipe_validates_the_option():
         r.with_overrides(["answer_attention_loss_scale=-1"])
     with pytest.raises(ValueError, match="answer_attention_heads must be a positive"):
         r.with_overrides(["answer_attention_heads=0"])
+    assert r.answer_readout_loss_scale == 0.0
+    assert r.with_overrides(["answer_readout_loss_scale=2"]).answer_readout_loss_scale == 2.0
+    with pytest.raises(ValueError, match="answer_readout_loss_scale must be ≥ 0"):
+        r.with_overrides(["answer_readout_loss_scale=-0.5"])
     loaded = load_pretrained(EMBEDDED_MODEL_DIR)
-    with pytest.raises(ValueError, match=r"answer_attention_heads must be in \[1, 4\]"):
-        Video3DForTraining(loaded.model, 0, answer_attention_loss_scale=1.0,
-                           answer_attention_heads=5)
+    for option in ("answer_attention_loss_scale", "answer_readout_loss_scale"):
+        with pytest.raises(ValueError, match=r"answer_attention_heads must be in \[1, 4\]"):
+            Video3DForTraining(loaded.model, 0, answer_attention_heads=5, **{option: 1.0})
 
 
 def test_attention_report_on_generated_rooms(generated_root, tmp_path, capsys):

@@ -153,6 +153,8 @@ class TrainRecipe:
     answer_attention_loss_scale: float = 0.0  # our option (0: off, the paper): weight of the
     # loss that pulls the answer's attention onto the objects ScanQA names (step.py)
     answer_attention_heads: int = 1  # last-layer heads that loss supervises (the first k)
+    answer_readout_loss_scale: float = 0.0  # our option (0: off, the paper): weight of the
+    # loss that makes those heads' output alone predict the first answer token (step.py)
     precision: Precision = Precision.FP32  # bf16 autocast on GPU
     gradient_checkpointing: bool = False  # recompute activations of the LLM and tower
     distributed: DistributedEngine = DistributedEngine.NONE  # sharding engine under torchrun
@@ -170,10 +172,11 @@ class TrainRecipe:
         self.precision = Precision(self.precision)
         _to_float(self, "ground_loss_scale", "ground_loss_scale")
         _to_float(self, "answer_attention_loss_scale", "answer_attention_loss_scale")
+        _to_float(self, "answer_readout_loss_scale", "answer_readout_loss_scale")
         _positive(self, "answer_attention_heads")
-        if self.answer_attention_loss_scale < 0:
-            raise ValueError("answer_attention_loss_scale must be ≥ 0, got "
-                             f"{self.answer_attention_loss_scale}")
+        for name in ("answer_attention_loss_scale", "answer_readout_loss_scale"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         self.distributed = DistributedEngine(self.distributed)
         for name in ("epochs", "micro_batch_size", "grad_accum", "save_every_steps",
                      "log_every_steps"):

@@ -4,9 +4,11 @@
            InfoNCE/BCE(<ground> hidden state vs. candidate object features)
          [+ answer_attention_loss_scale · mean over ScanQA samples of
            −log(attention mass on the named objects' video tokens)]
+         [+ answer_readout_loss_scale · mean over ScanQA samples whose named objects
+           are in view of CE(first answer token | the supervised heads' output alone)]
 
-The last term is our option, not the paper's (default off): see
-:func:`answer_attention_loss`.
+The last two terms are our options, not the paper's (default off): see
+:func:`answer_attention_loss` and :func:`answer_readout_loss`.
 
 A micro-batch is a list of :class:`~video3d_train.data.Item`. All its frames go
 through the vision tower together; the texts are right-padded into one batch
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from video3d_ros.model.config import NewlinePosition, ObjectFeatureKind
 from video3d_ros.model.layers import add_newlines
@@ -35,6 +38,8 @@ class StepOutput:
     n_ground: int  # grounding items in the micro-batch
     attention_loss: torch.Tensor  # scalar: mean answer-attention loss (0 when none or off)
     n_attention: int  # items with an answer-attention target in the micro-batch
+    readout_loss: torch.Tensor  # scalar: mean answer-readout loss (0 when none or off)
+    n_readout: int  # items with an answer-readout target in the micro-batch
 
 
 def pad_batch(items: list[Item], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -113,29 +118,86 @@ def answer_video_attention(attention: torch.Tensor, item: Item, input_ids: torch
     return attention[:, int(answer[0]) - 1, video_pos], target
 
 
+def answer_readout_loss(heads_out: torch.Tensor, o_weight: torch.Tensor, norm_weight: torch.Tensor,
+                        norm_eps: float, lm_weight: torch.Tensor, items: list[Item],
+                        labels: torch.Tensor, heads: int, head_dim: int
+                        ) -> tuple[torch.Tensor, int]:
+    """Answer-readout supervision (our option): what the first ``heads`` heads of the last
+    layer write into the residual stream at the position predicting the first answer
+    token must, on its own, predict that token through the final norm and the LM head
+    (a "logit lens" on those heads; norm and LM head get no gradient from this term).
+
+    Why: with the answer-attention loss and the question-first layout the supervised head
+    finds the named objects of unseen rooms (37 % of its attention), yet what it outputs
+    there carries no more of the asked colour than the majority class
+    (``video3d-attention --colour-readout``; BENCHMARKS.md): nothing trains its values and
+    output projection to carry what it found. This term does, for the ScanQA items whose
+    named objects some video token sees.
+
+    Args:
+        heads_out: (B, T, H·d) input of the last layer's ``o_proj`` (the heads' outputs).
+        o_weight: (D, H·d) that projection's weight (no bias in Qwen2).
+        norm_weight, norm_eps: the final RMSNorm; lm_weight: (V, D) the LM head.
+        labels: (B, T) as padded by :func:`pad_batch`.
+    Returns:
+        (mean cross-entropy over the items with a target, how many there were).
+    """
+    rows, targets = [], []
+    for b, it in enumerate(items):
+        if it.answer_cells is None or not bool(it.answer_cells.any()):
+            continue  # nothing in view to read
+        answer = (labels[b] != IGNORE_INDEX).nonzero().flatten()
+        if answer.numel() == 0:
+            continue
+        a = int(answer[0])
+        rows.append(heads_out[b, a - 1, :heads * head_dim])
+        targets.append(labels[b, a])
+    if not rows:
+        return heads_out.new_zeros(()), 0
+    written = F.linear(torch.stack(rows), o_weight[:, :heads * head_dim])  # (n, D)
+    normed = F.rms_norm(written, (written.shape[-1],), norm_weight.detach(), norm_eps)
+    logits = F.linear(normed, lm_weight.detach())  # (n, V)
+    return F.cross_entropy(logits.float(), torch.stack(targets)), len(rows)
+
+
 class Video3DForTraining(nn.Module):
     def __init__(self, model: Video3DModel, pad_id: int, ground_loss_scale: float = 1.0,
-                 answer_attention_loss_scale: float = 0.0, answer_attention_heads: int = 1):
+                 answer_attention_loss_scale: float = 0.0, answer_attention_heads: int = 1,
+                 answer_readout_loss_scale: float = 0.0):
         super().__init__()
         self.model = model
         self.pad_id = pad_id
         self.ground_loss_scale = ground_loss_scale
         self.answer_attention_loss_scale = answer_attention_loss_scale
         self.answer_attention_heads = answer_attention_heads
-        if answer_attention_loss_scale > 0:
+        self.answer_readout_loss_scale = answer_readout_loss_scale
+        if answer_attention_loss_scale > 0 or answer_readout_loss_scale > 0:
             heads = model.config.text.num_heads
             if not 1 <= answer_attention_heads <= heads:
                 raise ValueError(f"answer_attention_heads must be in [1, {heads}] (the "
                                  f"decoder's heads), got {answer_attention_heads}")
+        if answer_attention_loss_scale > 0:
             # attention weights exist only in the eager implementation (same results)
             model.language_model.set_attn_implementation("eager")
 
     def forward(self, items: list[Item]) -> StepOutput:
         want_attention = self.answer_attention_loss_scale > 0 and any(
             it.answer_cells is not None for it in items)
+        want_readout = self.answer_readout_loss_scale > 0 and any(
+            it.answer_cells is not None for it in items)
         padded = pad_batch(items, self.pad_id)
-        out, scores = self.run(items, with_labels=True, output_attentions=want_attention,
-                               padded=padded)
+        seen: dict[str, torch.Tensor] = {}
+        hook = None
+        if want_readout:
+            o_proj = self.model.language_model.model.layers[-1].self_attn.o_proj
+            hook = o_proj.register_forward_pre_hook(
+                lambda module, args: seen.__setitem__("heads_out", args[0]))
+        try:
+            out, scores = self.run(items, with_labels=True, output_attentions=want_attention,
+                                   padded=padded)
+        finally:
+            if hook is not None:
+                hook.remove()
         ground = [b for b, it in enumerate(items) if it.positives is not None]
         g_loss = out.loss.new_zeros(())
         if ground:
@@ -150,8 +212,18 @@ class Video3DForTraining(nn.Module):
                 out.attentions[-1], items, ids.to(a_loss.device), labels.to(a_loss.device),
                 cfg.token_ids.video, cfg.video.newline, self.answer_attention_heads)
             loss = loss + self.answer_attention_loss_scale * a_loss
+        r_loss, n_read = out.loss.new_zeros(()), 0
+        if want_readout:
+            lm = self.model.language_model
+            text = self.model.config.text
+            r_loss, n_read = answer_readout_loss(
+                seen["heads_out"], lm.model.layers[-1].self_attn.o_proj.weight,
+                lm.model.norm.weight, text.rms_norm_eps, lm.lm_head.weight, items,
+                padded[1].to(r_loss.device), self.answer_attention_heads,
+                text.hidden_size // text.num_heads)
+            loss = loss + self.answer_readout_loss_scale * r_loss
         return StepOutput(loss, out.loss.detach(), g_loss.detach(), len(ground),
-                          a_loss.detach(), n_att)
+                          a_loss.detach(), n_att, r_loss.detach(), n_read)
 
     def run(self, items: list[Item], with_labels: bool, output_attentions: bool = False,
             padded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):

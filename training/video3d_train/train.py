@@ -212,11 +212,11 @@ def epoch_batches(sampler, epoch: int, micro: int, skip: int) -> list[list[int]]
     return batches[skip:]
 
 
-LOSS_KEYS = ("loss", "lm_loss", "ground_loss", "attention_loss")  # logged per step (StepOutput)
+LOSS_KEYS = ("loss", "lm_loss", "ground_loss", "attention_loss", "readout_loss")  # logged per step (StepOutput)
 
 
 def save_plots(history: list[dict], out_dir: Path) -> None:
-    """loss.png (total, LM, grounding, answer attention) and lr.png (both groups) from the history."""
+    """loss.png (total, LM, grounding, answer attention/readout) and lr.png (both groups) from the history."""
     if not history:
         return
     import matplotlib
@@ -290,7 +290,8 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
 
     wrapper = Video3DForTraining(model, tok.pad_token_id, recipe.ground_loss_scale,
                                  recipe.answer_attention_loss_scale,
-                                 recipe.answer_attention_heads)
+                                 recipe.answer_attention_heads,
+                                 recipe.answer_readout_loss_scale)
     o = recipe.optim
     optimizer = torch.optim.AdamW(param_groups(model, recipe), betas=o.betas, eps=o.eps,
                                   weight_decay=o.weight_decay)
@@ -352,7 +353,9 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
                 bar.set_postfix(loss=f"{row['loss']:.3f}", lm=f"{row['lm_loss']:.3f}",
                                 ground=f"{row['ground_loss']:.3f}",
                                 **({"attn": f"{row['attention_loss']:.3f}"}
-                                   if recipe.answer_attention_loss_scale else {}))
+                                   if recipe.answer_attention_loss_scale else {}),
+                                **({"read": f"{row['readout_loss']:.3f}"}
+                                   if recipe.answer_readout_loss_scale else {}))
             stop = stop_after_steps is not None and progress.step >= stop_after_steps
             if progress.step % recipe.save_every_steps == 0 or progress.step == pl.total_steps \
                     or stop:
