@@ -35,6 +35,19 @@ def test_parse_good_sample():
     assert s.target_boxes.shape == (1, 6)
 
 
+def test_scanqa_question_type_from_the_wording_unless_given():
+    qa = {"id": 5, "video": "scannet/scene0000_00",
+          "conversations": [{"from": "human", "value": "<image>\nHow many chairs are there?\n"
+                                                         "Answer the question simply."},
+                            {"from": "gpt", "value": "2"}],
+          "metadata": {"dataset": "scanqa", "question_type": "unknow", "answers": ["2", "two"]}}
+    assert parse_sample(qa, "f.json").question_type == "count"  # the published placeholder
+    del qa["metadata"]["question_type"]
+    assert parse_sample(qa, "f.json").question_type == "count"
+    qa["metadata"]["question_type"] = "counting"  # a type the file names is kept
+    assert parse_sample(qa, "f.json").question_type == "counting"
+
+
 @pytest.mark.parametrize("change, message", [
     ({"conversations": [{"from": "human", "value": "no video"}, {"from": "gpt", "value": "x"}]},
      "exactly one <image>"),

@@ -126,6 +126,36 @@ def test_scanqa_em_and_trailing_dot():
     assert m["bleu-1"] > 0
 
 
+@pytest.mark.parametrize("question, kind", [
+    ("What color is the chair?", "colour"),
+    ("What is the colour of the cup on the desk?", "colour"),
+    ("How many chairs are in the room?", "count"),
+    ("What is the number of sinks in the room?", "count"),
+    ("Where is the cup next to the bed placed?", "where"),
+    ("What is on the table next to the bed?", "support"),
+    ("What sits on the shelf?", "support"),
+    ("What is next to the door?", "relation"),
+    ("What object is closest to the sink?", "relation"),
+    ("What is on the left of the chair?", "other"),
+    ("Is the door open?", "other"),
+])
+def test_scanqa_question_kind(question, kind):
+    assert M.scanqa_question_kind(question) == kind
+
+
+def test_scanqa_em_per_question_kind():
+    recs = [
+        {"id": 1, "question_type": "colour", "prediction": "red", "ground_truth": ["red"]},
+        {"id": 2, "question_type": "colour", "prediction": "blue", "ground_truth": ["red"]},
+        {"id": 3, "question_type": "count", "prediction": "2", "ground_truth": ["2", "two"]},
+        {"id": 4, "question_type": "unknow", "prediction": "x", "ground_truth": ["y"]},
+    ]
+    m = M.scanqa_metrics(recs, meteor=False)
+    assert m["em"] == pytest.approx(50.0)
+    assert m["em/colour"] == pytest.approx(50.0) and m["em/count"] == pytest.approx(100.0)
+    assert "em/unknow" not in m and "em/other" not in m
+
+
 def test_meteor_runs_with_java():
     recs = [{"id": 1, "prediction": "brown chair", "ground_truth": ["brown chair"]},
             {"id": 2, "prediction": "table", "ground_truth": ["white lamp"]}]

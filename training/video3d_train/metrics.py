@@ -208,21 +208,49 @@ def scan2cap_metrics(records: Sequence[Mapping[str, Any]], iou_threshold: float 
     return {f"{k}@{iou_threshold}": v for k, v in scores.items()}
 
 
+# ScanQA question kinds (our breakdown; ScanQA itself has no types): the first rule whose
+# pattern matches the lowercased question from its start ("colour" anywhere) names it.
+_SCANQA_KINDS = (
+    ("colour", r".*\bcolou?r\b"),
+    ("count", r"(how many\b|(what is )?the number of\b)"),
+    ("where", r"where\b"),
+    ("support", r"what (is |are )?(on|placed on|sits on|sitting on|on top of|placed on top of)\b"
+                r"(?! (the )?(left|right)\b)"),
+    ("relation", r"what (object )?(is |are )?(next to|beside|closest to|near)\b"),
+)
+
+
+def scanqa_question_kind(question: str) -> str:
+    """colour / count / where / support / relation / other, from the question's wording
+    (our breakdown: "What color is …", "How many …", "Where is …", "What is on …",
+    "What is next to …"; the rest is "other")."""
+    q = question.strip().lower()
+    for kind, pattern in _SCANQA_KINDS:
+        if re.match(pattern, q):
+            return kind
+    return "other"
+
+
 def scanqa_metrics(records: Sequence[Mapping[str, Any]], meteor: bool = True) -> dict[str, float]:
-    """EM (prediction string is one of the references) + text metrics."""
+    """EM (prediction string is one of the references) overall and per ``question_type``
+    (the kinds of :func:`scanqa_question_kind`) + text metrics."""
     gts, res, em = {}, {}, []
+    per_type: dict[str, list[float]] = defaultdict(list)
     for rec in records:
         refs = list(rec["ground_truth"])
         if not refs:
             raise ValueError(f"record {rec['id']!r}: no reference answers")
         pred = rec["prediction"]
         em.append(float(pred in refs))
+        if rec.get("question_type") not in (None, "", "unknow"):  # "unknow": the processed files'
+            per_type[f"em/{rec['question_type']}"].append(em[-1])
         key = str(rec["id"])
         if key in gts:
             raise ValueError(f"duplicate record id {key!r}")
         res[key] = [pred.rstrip(".")]
         gts[key] = refs
     out = {"em": 100.0 * float(np.mean(em))}
+    out.update({k: 100.0 * float(np.mean(v)) for k, v in sorted(per_type.items())})
     out.update(caption_scores(gts, res, meteor=meteor))
     return out
 
