@@ -138,6 +138,16 @@ def _scanqa_items(root, processor, n):
     return items[:n]
 
 
+def _fit(step: Video3DForTraining, items, params, steps: int = 15):
+    """``steps`` Adam steps of ``step``'s loss on ``items``; → the step output after them."""
+    opt = torch.optim.Adam(params, lr=3e-3)
+    for _ in range(steps):
+        opt.zero_grad()
+        step(items).loss.backward()
+        opt.step()
+    return step(items)
+
+
 def test_training_moves_the_answer_attention_onto_the_named_objects(generated_root):
     loaded = load_pretrained(EMBEDDED_MODEL_DIR)
     model = loaded.model.train()
@@ -155,12 +165,7 @@ def test_training_moves_the_answer_attention_onto_the_named_objects(generated_ro
     assert first.n_attention == len(items)
     assert float(first.loss) == pytest.approx(
         float(first.lm_loss) + float(first.attention_loss) * 2.0, rel=1e-5)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(15):
-        opt.zero_grad()
-        step(items).loss.backward()
-        opt.step()
-    last = step(items)
+    last = _fit(step, items, model.parameters())
     # the attention mass on the objects' tokens rises (−log mass falls) …
     assert float(last.attention_loss) < 0.5 * float(first.attention_loss)
     # … without giving up the answers
@@ -213,12 +218,7 @@ def test_training_makes_the_heads_output_predict_the_first_answer_token(generate
     assert float(first.loss) == pytest.approx(
         float(first.lm_loss) + 0.5 * float(first.readout_loss), rel=1e-5)
     lm_head = model.language_model.lm_head.weight.detach().clone()
-    opt = torch.optim.Adam([p for n, p in model.named_parameters() if "lm_head" not in n], lr=3e-3)
-    for _ in range(15):
-        opt.zero_grad()
-        step(items).loss.backward()
-        opt.step()
-    last = step(items)
+    last = _fit(step, items, [p for n, p in model.named_parameters() if "lm_head" not in n])
     assert float(last.readout_loss) < 0.5 * float(first.readout_loss)
     assert float(last.lm_loss) < float(first.lm_loss) + 0.5
     assert torch.equal(model.language_model.lm_head.weight, lm_head)
