@@ -204,6 +204,8 @@ def test_readout_loss_is_the_cross_entropy_of_the_heads_logit_lens():
     none, n0 = answer_readout_loss(heads_out, o_w, norm_w, 1e-6, lm_w, [_Item(None)] * 3,
                                    labels, heads=1, head_dim=hd)
     assert n0 == 0 and float(none) == 0.0
+    with pytest.raises(ValueError, match=r"o_proj weight \(4, 8\) does not match"):
+        answer_readout_loss(heads_out, o_w[:4], norm_w, 1e-6, lm_w, items, labels, 1, hd)
 
 
 def test_training_makes_the_heads_output_predict_the_first_answer_token(generated_root):

@@ -132,7 +132,8 @@ def answer_readout_loss(heads_out: torch.Tensor, o_weight: torch.Tensor, norm_we
     there carries no more of the asked colour than the majority class
     (``video3d-attention --colour-readout``; BENCHMARKS.md): nothing trains its values and
     output projection to carry what it found. This term does, for the ScanQA items whose
-    named objects some video token sees.
+    named objects some video token sees. Measured (BENCHMARKS.md, "Answer-readout
+    supervision"): the term falls, but on ``tiny`` head 0 still reads no colour.
 
     Args:
         heads_out: (B, T, H·d) input of the last layer's ``o_proj`` (the heads' outputs).
@@ -154,6 +155,10 @@ def answer_readout_loss(heads_out: torch.Tensor, o_weight: torch.Tensor, norm_we
         targets.append(labels[b, a])
     if not rows:
         return heads_out.new_zeros(()), 0
+    if tuple(o_weight.shape) != (lm_weight.shape[-1], heads_out.shape[-1]):
+        raise ValueError(f"answer readout: o_proj weight {tuple(o_weight.shape)} does not match "
+                         f"the heads' output ({heads_out.shape[-1]}) and the LM head "
+                         f"({lm_weight.shape[-1]}); a sharded (FSDP/ZeRO-3) weight is not supported")
     written = F.linear(torch.stack(rows), o_weight[:, :heads * head_dim])  # (n, D)
     normed = F.rms_norm(written, (written.shape[-1],), norm_weight.detach(), norm_eps)
     logits = F.linear(normed, lm_weight.detach())  # (n, V)
