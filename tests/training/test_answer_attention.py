@@ -33,10 +33,11 @@ from video3d_train.data import (
     read_processed,
 )
 from video3d_train.metrics import Task
-from video3d_train.recipes import load_recipe
+from video3d_train.recipes import ReadoutSource, load_recipe
 from video3d_train.step import (
     Video3DForTraining,
     answer_attention_loss,
+    ObjectValues,
     answer_readout_loss,
     video_token_targets,
 )
@@ -208,6 +209,33 @@ def test_readout_loss_is_the_cross_entropy_of_the_heads_logit_lens():
         answer_readout_loss(heads_out, o_w[:4], norm_w, 1e-6, lm_w, items, labels, 1, hd)
 
 
+def test_readout_of_the_objects_reads_each_heads_values_at_the_named_objects():
+    """ReadoutSource.OBJECTS: the rows are the heads' values averaged over the video tokens
+    that see the objects (grouped-query attention: head h reads key/value head h // groups)."""
+    torch.manual_seed(1)
+    video_id, hd = 9, 2
+    ids = torch.tensor([[1] + [video_id] * 6 + [4, 5, 6, 7, 8]])  # 1 frame of G=2: 6 tokens
+    labels = torch.full((1, 12), -100)
+    labels[0, 9:] = torch.tensor([6, 7, 8])
+    cells = torch.tensor([[[False, True], [True, False]]])  # video tokens at positions 2 and 4
+    values = torch.randn(1, 12, 2 * hd)  # 2 key/value heads
+    objects = ObjectValues(values, ids, video_id, NewlinePosition.GRID, kv_groups=2)
+    kv0, kv1 = (values[0, [2, 4], :hd].mean(0), values[0, [2, 4], hd:].mean(0))
+    torch.testing.assert_close(objects.mean_at_objects(0, _Item(cells), 1, hd), kv0)
+    torch.testing.assert_close(objects.mean_at_objects(0, _Item(cells), 3, hd),
+                               torch.cat([kv0, kv0, kv1]))
+    o_w, norm_w, lm_w = torch.randn(5, 4 * hd), torch.ones(5), torch.randn(11, 5)
+    heads_out = torch.randn(1, 12, 4 * hd)
+    got, n = answer_readout_loss(heads_out, o_w, norm_w, 1e-6, lm_w, [_Item(cells)], labels,
+                                 heads=1, head_dim=hd, objects=objects)
+    x = o_w[:, :hd] @ kv0
+    want = -torch.log_softmax(lm_w @ (x / torch.sqrt((x ** 2).mean() + 1e-6)), -1)[6]
+    assert n == 1 and float(got) == pytest.approx(float(want), rel=1e-5)
+    with pytest.raises(ValueError, match=r"f.json: sample 'q0': 6 video tokens but 4"):
+        ObjectValues(values, ids, video_id, NewlinePosition.NONE, 2).mean_at_objects(
+            0, _Item(cells), 1, hd)
+
+
 def test_training_makes_the_heads_output_predict_the_first_answer_token(generated_root):
     loaded = load_pretrained(EMBEDDED_MODEL_DIR)
     model = loaded.model.train()
@@ -227,6 +255,15 @@ def test_training_makes_the_heads_output_predict_the_first_answer_token(generate
     # the hook that read the heads' outputs is gone after each step
     o_proj = model.language_model.model.layers[-1].self_attn.o_proj
     assert not o_proj._forward_pre_hooks
+    # reading the objects' values instead: another loss, which training lowers too
+    step = Video3DForTraining(model, loaded.tokenizer.pad_token_id, answer_readout_loss_scale=0.5,
+                              answer_readout_source=ReadoutSource.OBJECTS)
+    first = step(items)
+    assert first.n_readout == len(items) and float(first.readout_loss) != pytest.approx(
+        float(last.readout_loss))
+    last = _fit(step, items, [p for n, p in model.named_parameters() if "lm_head" not in n])
+    assert float(last.readout_loss) < 0.5 * float(first.readout_loss)
+    assert not model.language_model.model.layers[-1].self_attn.v_proj._forward_hooks
 
 
 def test_recipe_validates_the_option():
@@ -240,6 +277,11 @@ def test_recipe_validates_the_option():
     assert r.with_overrides(["answer_readout_loss_scale=2"]).answer_readout_loss_scale == 2.0
     with pytest.raises(ValueError, match="answer_readout_loss_scale must be ≥ 0"):
         r.with_overrides(["answer_readout_loss_scale=-0.5"])
+    assert r.answer_readout_source is ReadoutSource.ATTENDED
+    assert (r.with_overrides(["answer_readout_source=objects"]).answer_readout_source
+            is ReadoutSource.OBJECTS)
+    with pytest.raises(ValueError, match="'values' is not a valid ReadoutSource"):
+        r.with_overrides(["answer_readout_source=values"])
     loaded = load_pretrained(EMBEDDED_MODEL_DIR)
     for option in ("answer_attention_loss_scale", "answer_readout_loss_scale"):
         with pytest.raises(ValueError, match=r"answer_attention_heads must be in \[1, 4\]"):

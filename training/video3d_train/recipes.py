@@ -48,6 +48,14 @@ class Schedule(enum.Enum):
     CONSTANT = "constant"
 
 
+class ReadoutSource(enum.Enum):
+    """What the answer-readout loss (our option, step.py) reads through the logit lens."""
+
+    ATTENDED = "attended"  # what the supervised heads output at the answer position
+    OBJECTS = "objects"  # what they would output with all attention on the named objects
+    # (the mean of their values there): trains the value path alone
+
+
 class ModelInit(enum.Enum):
     """Where the weights of step 0 come from."""
 
@@ -155,6 +163,7 @@ class TrainRecipe:
     answer_attention_heads: int = 1  # last-layer heads that loss supervises (the first k)
     answer_readout_loss_scale: float = 0.0  # our option (0: off, the paper): weight of the
     # loss that makes those heads' output alone predict the first answer token (step.py)
+    answer_readout_source: ReadoutSource = ReadoutSource.ATTENDED  # what that loss reads
     precision: Precision = Precision.FP32  # bf16 autocast on GPU
     gradient_checkpointing: bool = False  # recompute activations of the LLM and tower
     distributed: DistributedEngine = DistributedEngine.NONE  # sharding engine under torchrun
@@ -170,6 +179,7 @@ class TrainRecipe:
         if isinstance(self.optim, dict):
             self.optim = OptimRecipe(**self.optim)
         self.precision = Precision(self.precision)
+        self.answer_readout_source = ReadoutSource(self.answer_readout_source)
         _to_float(self, "ground_loss_scale", "ground_loss_scale")
         _to_float(self, "answer_attention_loss_scale", "answer_attention_loss_scale")
         _to_float(self, "answer_readout_loss_scale", "answer_readout_loss_scale")

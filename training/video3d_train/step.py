@@ -28,6 +28,7 @@ from video3d_ros.model.layers import add_newlines
 from video3d_ros.model.modeling import IGNORE_INDEX, Video3DModel
 
 from .data import Item
+from .recipes import ReadoutSource
 
 
 @dataclass
@@ -120,8 +121,8 @@ def answer_video_attention(attention: torch.Tensor, item: Item, input_ids: torch
 
 def answer_readout_loss(heads_out: torch.Tensor, o_weight: torch.Tensor, norm_weight: torch.Tensor,
                         norm_eps: float, lm_weight: torch.Tensor, items: list[Item],
-                        labels: torch.Tensor, heads: int, head_dim: int
-                        ) -> tuple[torch.Tensor, int]:
+                        labels: torch.Tensor, heads: int, head_dim: int,
+                        objects: "ObjectValues | None" = None) -> tuple[torch.Tensor, int]:
     """Answer-readout supervision (our option): what the first ``heads`` heads of the last
     layer write into the residual stream at the position predicting the first answer
     token must, on its own, predict that token through the final norm and the LM head
@@ -140,6 +141,8 @@ def answer_readout_loss(heads_out: torch.Tensor, o_weight: torch.Tensor, norm_we
         o_weight: (D, H·d) that projection's weight (no bias in Qwen2).
         norm_weight, norm_eps: the final RMSNorm; lm_weight: (V, D) the LM head.
         labels: (B, T) as padded by :func:`pad_batch`.
+        objects: read, instead of what the heads output, what they would output with all
+            their attention on the named objects' video tokens (``ReadoutSource.OBJECTS``).
     Returns:
         (mean cross-entropy over the items with a target, how many there were).
     """
@@ -151,7 +154,8 @@ def answer_readout_loss(heads_out: torch.Tensor, o_weight: torch.Tensor, norm_we
         if answer.numel() == 0:
             continue
         a = int(answer[0])
-        rows.append(heads_out[b, a - 1, :heads * head_dim])
+        rows.append(heads_out[b, a - 1, :heads * head_dim] if objects is None
+                    else objects.mean_at_objects(b, it, heads, head_dim))
         targets.append(labels[b, a])
     if not rows:
         return heads_out.new_zeros(()), 0
@@ -165,10 +169,35 @@ def answer_readout_loss(heads_out: torch.Tensor, o_weight: torch.Tensor, norm_we
     return F.cross_entropy(logits.float(), torch.stack(targets)), len(rows)
 
 
+@dataclass
+class ObjectValues:
+    """The last layer's values and where each item's named objects are among its tokens."""
+
+    values: torch.Tensor  # (B, T, KV·d) output of the last layer's v_proj
+    input_ids: torch.Tensor  # (B, T) as padded by :func:`pad_batch`
+    video_id: int
+    newline: NewlinePosition
+    kv_groups: int  # query heads per key/value head (grouped-query attention)
+
+    def mean_at_objects(self, b: int, item: Item, heads: int, head_dim: int) -> torch.Tensor:
+        """(heads·d,) each of the first ``heads`` heads' value, averaged over the video
+        tokens that see the item's named objects."""
+        target = video_token_targets(item.answer_cells, self.newline).to(self.values.device)
+        video_pos = (self.input_ids[b] == self.video_id).nonzero().flatten()
+        if video_pos.numel() != target.numel():
+            raise ValueError(f"{item.sample.file}: sample {item.sample.sample_id!r}: "
+                             f"{video_pos.numel()} video tokens but {target.numel()} "
+                             "answer-readout targets")
+        at = self.values[b, video_pos[target]].mean(0)  # (KV·d,)
+        return torch.cat([at[(h // self.kv_groups) * head_dim:(h // self.kv_groups + 1) * head_dim]
+                          for h in range(heads)])
+
+
 class Video3DForTraining(nn.Module):
     def __init__(self, model: Video3DModel, pad_id: int, ground_loss_scale: float = 1.0,
                  answer_attention_loss_scale: float = 0.0, answer_attention_heads: int = 1,
-                 answer_readout_loss_scale: float = 0.0):
+                 answer_readout_loss_scale: float = 0.0,
+                 answer_readout_source: ReadoutSource = ReadoutSource.ATTENDED):
         super().__init__()
         self.model = model
         self.pad_id = pad_id
@@ -176,6 +205,7 @@ class Video3DForTraining(nn.Module):
         self.answer_attention_loss_scale = answer_attention_loss_scale
         self.answer_attention_heads = answer_attention_heads
         self.answer_readout_loss_scale = answer_readout_loss_scale
+        self.answer_readout_source = ReadoutSource(answer_readout_source)
         if answer_attention_loss_scale > 0 or answer_readout_loss_scale > 0:
             heads = model.config.text.num_heads
             if not 1 <= answer_attention_heads <= heads:
@@ -192,17 +222,20 @@ class Video3DForTraining(nn.Module):
             it.answer_cells is not None for it in items)
         padded = pad_batch(items, self.pad_id)
         seen: dict[str, torch.Tensor] = {}
-        hook = None
+        hooks = []
         if want_readout:
-            o_proj = self.model.language_model.model.layers[-1].self_attn.o_proj
-            hook = o_proj.register_forward_pre_hook(
-                lambda module, args: seen.__setitem__("heads_out", args[0]))
+            attn = self.model.language_model.model.layers[-1].self_attn
+            hooks.append(attn.o_proj.register_forward_pre_hook(
+                lambda module, args: seen.__setitem__("heads_out", args[0])))
+            if self.answer_readout_source is ReadoutSource.OBJECTS:
+                hooks.append(attn.v_proj.register_forward_hook(
+                    lambda module, args, output: seen.__setitem__("values", output)))
         try:
             out, scores = self.run(items, with_labels=True, output_attentions=want_attention,
                                    padded=padded)
         finally:
-            if hook is not None:
-                hook.remove()
+            for h in hooks:
+                h.remove()
         ground = [b for b, it in enumerate(items) if it.positives is not None]
         g_loss = out.loss.new_zeros(())
         if ground:
@@ -220,12 +253,17 @@ class Video3DForTraining(nn.Module):
         r_loss, n_read = out.loss.new_zeros(()), 0
         if want_readout:
             lm = self.model.language_model
-            text = self.model.config.text
+            cfg = self.model.config
+            objects = None
+            if self.answer_readout_source is ReadoutSource.OBJECTS:
+                objects = ObjectValues(seen["values"], padded[0].to(r_loss.device),
+                                       cfg.token_ids.video, cfg.video.newline,
+                                       cfg.text.num_heads // cfg.text.num_kv_heads)
             r_loss, n_read = answer_readout_loss(
                 seen["heads_out"], lm.model.layers[-1].self_attn.o_proj.weight,
-                lm.model.norm.weight, text.rms_norm_eps, lm.lm_head.weight, items,
+                lm.model.norm.weight, cfg.text.rms_norm_eps, lm.lm_head.weight, items,
                 padded[1].to(r_loss.device), self.answer_attention_heads,
-                text.hidden_size // text.num_heads)
+                cfg.text.hidden_size // cfg.text.num_heads, objects)
             loss = loss + self.answer_readout_loss_scale * r_loss
         return StepOutput(loss, out.loss.detach(), g_loss.detach(), len(ground),
                           a_loss.detach(), n_att, r_loss.detach(), n_read)

@@ -291,7 +291,8 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     wrapper = Video3DForTraining(model, tok.pad_token_id, recipe.ground_loss_scale,
                                  recipe.answer_attention_loss_scale,
                                  recipe.answer_attention_heads,
-                                 recipe.answer_readout_loss_scale)
+                                 recipe.answer_readout_loss_scale,
+                                 recipe.answer_readout_source)
     o = recipe.optim
     optimizer = torch.optim.AdamW(param_groups(model, recipe), betas=o.betas, eps=o.eps,
                                   weight_decay=o.weight_decay)
