@@ -134,7 +134,8 @@ def answer_readout_loss(heads_out: torch.Tensor, o_weight: torch.Tensor, norm_we
     (``video3d-attention --colour-readout``; BENCHMARKS.md): nothing trains its values and
     output projection to carry what it found. This term does, for the ScanQA items whose
     named objects some video token sees. Measured (BENCHMARKS.md, "Answer-readout
-    supervision"): the term falls, but on ``tiny`` head 0 still reads no colour.
+    supervision"): with either source the term falls a little, but on ``tiny`` the
+    answers still do not read the colour.
 
     Args:
         heads_out: (B, T, H·d) input of the last layer's ``o_proj`` (the heads' outputs).
