@@ -52,7 +52,7 @@ from video3d_ros.model.processor import Video3DProcessor
 from video3d_ros.model.tokenizer import GROUND_TOKEN, VIDEO_TOKEN
 
 from .checkpointing import load_torch_file
-from .metrics import Task, scanqa_question_kind, sqa3d_question_type
+from .metrics import SCANQA_PLACEHOLDER_TYPE, Task, scanqa_question_kind, sqa3d_question_type
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def parse_sample(raw: Any, file: str) -> Sample:
         refs = list(raw.get("annotations") or [answer])
     elif task is Task.SCANQA:
         refs = list(meta.get("answers") or [answer])
-        if qtype in (None, "", "unknow"):  # the processed files' placeholder
+        if qtype in (None, "", SCANQA_PLACEHOLDER_TYPE):
             qtype = scanqa_question_kind(prompt)
     elif task is Task.SQA3D and not qtype:
         qtype = sqa3d_question_type(prompt)

@@ -208,6 +208,8 @@ def scan2cap_metrics(records: Sequence[Mapping[str, Any]], iou_threshold: float 
     return {f"{k}@{iou_threshold}": v for k, v in scores.items()}
 
 
+SCANQA_PLACEHOLDER_TYPE = "unknow"  # the question_type of every published processed ScanQA sample
+
 # ScanQA question kinds (our breakdown; ScanQA itself has no types): the first rule whose
 # pattern matches the lowercased question from its start ("colour" anywhere) names it.
 _SCANQA_KINDS = (
@@ -242,7 +244,7 @@ def scanqa_metrics(records: Sequence[Mapping[str, Any]], meteor: bool = True) ->
             raise ValueError(f"record {rec['id']!r}: no reference answers")
         pred = rec["prediction"]
         em.append(float(pred in refs))
-        if rec.get("question_type") not in (None, "", "unknow"):  # "unknow": the processed files'
+        if rec.get("question_type") not in (None, "", SCANQA_PLACEHOLDER_TYPE):
             per_type[f"em/{rec['question_type']}"].append(em[-1])
         key = str(rec["id"])
         if key in gts:

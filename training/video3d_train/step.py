@@ -94,6 +94,19 @@ def answer_attention_loss(attention: torch.Tensor, items: list[Item], input_ids:
     return torch.stack(losses).mean(), len(losses)
 
 
+def named_object_tokens(item: Item, input_ids: torch.Tensor, video_id: int,
+                        newline: NewlinePosition) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions (N,) of an item's video tokens in ``input_ids`` (T,) and which of them
+    (N,) bool see the objects its answer is about (``item.answer_cells`` must be set)."""
+    target = video_token_targets(item.answer_cells, newline).to(input_ids.device)  # (N,)
+    video_pos = (input_ids == video_id).nonzero().flatten()  # (N,)
+    if video_pos.numel() != target.numel():
+        raise ValueError(f"{item.sample.file}: sample {item.sample.sample_id!r}: "
+                         f"{video_pos.numel()} video tokens but {target.numel()} "
+                         "named-object token targets")
+    return video_pos, target
+
+
 def answer_video_attention(attention: torch.Tensor, item: Item, input_ids: torch.Tensor,
                            labels: torch.Tensor, video_id: int, newline: NewlinePosition
                            ) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -107,12 +120,8 @@ def answer_video_attention(attention: torch.Tensor, item: Item, input_ids: torch
     """
     if item.answer_cells is None:
         return None
-    target = video_token_targets(item.answer_cells, newline).to(attention.device)  # (N,)
-    video_pos = (input_ids == video_id).nonzero().flatten()  # (N,)
-    if video_pos.numel() != target.numel():
-        raise ValueError(f"{item.sample.file}: sample {item.sample.sample_id!r}: "
-                         f"{video_pos.numel()} video tokens but {target.numel()} "
-                         "answer-attention targets")
+    video_pos, target = named_object_tokens(item, input_ids, video_id, newline)
+    target = target.to(attention.device)
     answer = (labels != IGNORE_INDEX).nonzero().flatten()
     if answer.numel() == 0:
         return None
@@ -183,12 +192,8 @@ class ObjectValues:
     def mean_at_objects(self, b: int, item: Item, heads: int, head_dim: int) -> torch.Tensor:
         """(heads·d,) each of the first ``heads`` heads' value, averaged over the video
         tokens that see the item's named objects."""
-        target = video_token_targets(item.answer_cells, self.newline).to(self.values.device)
-        video_pos = (self.input_ids[b] == self.video_id).nonzero().flatten()
-        if video_pos.numel() != target.numel():
-            raise ValueError(f"{item.sample.file}: sample {item.sample.sample_id!r}: "
-                             f"{video_pos.numel()} video tokens but {target.numel()} "
-                             "answer-readout targets")
+        video_pos, target = named_object_tokens(item, self.input_ids[b], self.video_id,
+                                                self.newline)
         at = self.values[b, video_pos[target]].mean(0)  # (KV·d,)
         return torch.cat([at[(h // self.kv_groups) * head_dim:(h // self.kv_groups + 1) * head_dim]
                           for h in range(heads)])
