@@ -1,11 +1,15 @@
 """Atomic training checkpoints and exact resume.
 
 A training checkpoint is a directory ``<run>/checkpoints/step-NNNNNNN/`` with
-``state.pt`` (model, optimiser, scheduler, RNG states, step, micro-batches
-consumed). It is written under a temporary name and renamed into place, and
-``<run>/checkpoints/latest`` (a one-line file, itself replaced atomically)
-names the newest complete one, so a run killed at any moment leaves either the
-old or the new checkpoint, never a torn one.
+``state.pt`` (scheduler, loss history, RNG states, step, micro-batches consumed)
+and ``engine/``: the model and optimiser as ``accelerate``'s ``save_state``
+writes them (``model.safetensors`` + ``optimizer.bin`` for one process or data
+parallel; one shard per process under FSDP or DeepSpeed ZeRO-3, so a sharded
+7B run never gathers its optimiser state). Every process writes into
+``.step-NNNNNNN.partial/``, then the main process adds ``state.pt`` and renames
+it into place, and ``<run>/checkpoints/latest`` (a one-line file, itself
+replaced atomically) names the newest complete one, so a run killed at any
+moment leaves either the old or the new checkpoint, never a torn one.
 
 Resuming restores every RNG and skips the micro-batches already consumed of the
 deterministic, seeded data order, so a resumed run continues exactly.
@@ -27,6 +31,7 @@ import torch
 from video3d_ros.files import atomic_write_bytes
 
 LATEST = "latest"
+ENGINE_DIR = "engine"  # accelerate's save_state output inside a checkpoint
 
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct as _np_reconstruct
@@ -90,16 +95,25 @@ class TrainProgress:
     micro_batches: int = 0
 
 
+def partial_checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    """Where every process writes its part of the checkpoint of ``step`` before the rename."""
+    return Path(run_dir) / "checkpoints" / f".step-{step:07d}.partial"
+
+
 def save_training_checkpoint(run_dir: str | Path, progress: TrainProgress,
-                             state: dict[str, Any], keep_last: int = 2) -> Path:
+                             state: dict[str, Any], keep_last: int = 2,
+                             partial: Path | None = None) -> Path:
     """Write ``state`` (+ progress and RNG) as the newest checkpoint of ``run_dir``.
 
+    ``partial``: a directory the processes already wrote their part into (the engine's
+    model and optimiser files, ``partial_checkpoint_dir``); it is completed and renamed.
     Returns the checkpoint directory. Older checkpoints beyond ``keep_last`` are removed.
     """
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{progress.step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    tmp = partial if partial is not None else Path(tempfile.mkdtemp(prefix=f".{final.name}.",
+                                                                     dir=root))
     try:
         payload = dict(state, progress=vars(progress).copy(), rng=rng_state())
         torch.save(payload, tmp / "state.pt")
@@ -134,3 +148,30 @@ def load_training_checkpoint(ckpt: str | Path) -> tuple[TrainProgress, dict[str,
     set_rng_state(payload.pop("rng"))
     progress = TrainProgress(**payload.pop("progress"))
     return progress, payload
+
+
+def checkpoint_model_state(ckpt: str | Path) -> dict[str, torch.Tensor]:
+    """The full model weights of a training checkpoint (keys as the trained module names them).
+
+    Read from ``engine/model.safetensors`` (one process or data parallel) or, for
+    checkpoints of before the engine directory, ``state.pt``. A sharded checkpoint (FSDP,
+    DeepSpeed ZeRO-3) holds no full copy: merge it with ``accelerate merge-weights`` (FSDP)
+    or DeepSpeed's ``zero_to_fp32.py`` first. The run's ``final/`` is always full.
+    """
+    ckpt = Path(ckpt)
+    weights = ckpt / ENGINE_DIR / "model.safetensors"
+    if weights.exists():
+        from safetensors.torch import load_file
+
+        return load_file(str(weights))
+    engine = ckpt / ENGINE_DIR
+    if engine.is_dir():
+        found = sorted(p.name for p in engine.iterdir())
+        raise ValueError(f"{engine} holds no full model.safetensors (found: {', '.join(found)}): "
+                         "a sharded checkpoint; merge it with `accelerate merge-weights` (FSDP) "
+                         "or DeepSpeed's zero_to_fp32.py")
+    payload = load_torch_file(ckpt / "state.pt")
+    if "model" not in payload:
+        raise ValueError(f"{ckpt}: neither {ENGINE_DIR}/model.safetensors nor model weights "
+                         "in state.pt")
+    return payload["model"]

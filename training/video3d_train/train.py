@@ -12,7 +12,8 @@
 Distribution, mixed precision and gradient accumulation come from
 ``accelerate`` (FSDP or DeepSpeed plugins); the data order is a seeded
 ``DistributedSampler`` per epoch. The run directory holds ``recipe.yaml``,
-``tokenizer/``, ``history.jsonl``, ``checkpoints/`` (atomic, resumable),
+``tokenizer/``, ``history.jsonl``, ``checkpoints/`` (atomic, resumable; the model and
+optimiser through accelerate's ``save_state``, sharded per process under FSDP / ZeRO-3),
 ``loss.png`` + ``lr.png`` and ``final/`` (our checkpoint format, loadable with
 ``video3d_ros.model.checkpoint.load_pretrained``).
 """
@@ -23,6 +24,8 @@ import argparse
 import json
 import logging
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -41,10 +44,12 @@ from video3d_ros.model.shapes import SHAPES
 from video3d_ros.model.tokenizer import build_tokenizer, token_ids_of
 
 from .checkpointing import (
+    ENGINE_DIR,
     TrainProgress,
+    checkpoint_model_state,
     latest_checkpoint,
-    load_torch_file,
     load_training_checkpoint,
+    partial_checkpoint_dir,
     save_training_checkpoint,
 )
 from .data import Sample, SceneStore, Video3DDataset, collate, read_processed
@@ -180,7 +185,8 @@ def make_accelerator(recipe: TrainRecipe):
 
         kwargs["deepspeed_plugin"] = DeepSpeedPlugin(
             zero_stage=3, gradient_accumulation_steps=recipe.grad_accum,
-            gradient_clipping=recipe.optim.grad_clip or None, zero3_init_flag=False)
+            gradient_clipping=recipe.optim.grad_clip or None, zero3_init_flag=False,
+            zero3_save_16bit_model=True)  # lets get_state_dict gather the final weights
     from accelerate import DistributedDataParallelKwargs
 
     # Plain data parallel (DDP, distributed=none under torchrun): a batch leaves parameters
@@ -305,19 +311,28 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     ckpt = latest_checkpoint(out) if resume else None
     if ckpt is not None:
         progress, state = load_training_checkpoint(ckpt)
-        accel.unwrap_model(wrapper).model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if (ckpt / ENGINE_DIR).is_dir():
+            accel.load_state(str(ckpt / ENGINE_DIR))  # model + optimiser, each process its part
+        else:  # a checkpoint of before the engine directory: full state dicts in state.pt
+            accel.unwrap_model(wrapper).model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history = state["history"]
         log.info("resumed from %s at step %d", ckpt, progress.step)
 
     def checkpoint() -> None:
+        # accelerate writes the model and optimiser: whole from the main process under data
+        # parallel, one shard per process under FSDP / ZeRO-3 (never gathered)
+        partial = partial_checkpoint_dir(out, progress.step)
+        if accel.is_main_process and partial.exists():
+            shutil.rmtree(partial)  # left by a run killed while writing
         accel.wait_for_everyone()
-        state = {"model": accel.get_state_dict(wrapper), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "history": history}
-        state["model"] = {k.removeprefix("model."): v for k, v in state["model"].items()}
+        accel.save_state(str(partial / ENGINE_DIR))
+        accel.wait_for_everyone()
         if accel.is_main_process:
-            save_training_checkpoint(out, progress, state)
+            save_training_checkpoint(out, progress, {"scheduler": scheduler.state_dict(),
+                                                     "history": history}, partial=partial)
+        accel.wait_for_everyone()
 
     bar = tqdm(total=pl.total_steps, initial=progress.step, desc="train", unit="step",
                disable=not (progress_bar and accel.is_local_main_process), dynamic_ncols=True)
@@ -367,12 +382,17 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
             if progress.step >= pl.total_steps:
                 break
     bar.close()
+    # the full weights: gathered from every process's shard under FSDP / ZeRO-3 (a collective
+    # call), the module's own under data parallel
+    full_state = {k.removeprefix("model."): v for k, v in accel.get_state_dict(wrapper).items()}
     if accel.is_main_process:
         with open(out / "history.jsonl", "w") as f:
             for row in history:
                 f.write(json.dumps(row) + "\n")
         save_plots(history, out)
-        final = accel.unwrap_model(wrapper).model
+        final = materialize(build_empty(model.config), Runtime(torch.device("cpu"), next(
+            v.dtype for v in full_state.values() if v.is_floating_point()), "sdpa"),
+            full_state, where="the trained weights")
         save_pretrained(final, tok, out / "final", trained_frames=recipe.data.num_frames)
         log.info("trained %d steps in %.1f s → %s", progress.step, time.time() - t0, out / "final")
     accel.wait_for_everyone()
@@ -391,7 +411,7 @@ def export_checkpoint(run_dir: str | Path, out: str | Path) -> Path:
                                  torch.float32, "sdpa")).model.config
     else:
         config = fresh_config(recipe, tok)
-    state = load_torch_file(ckpt / "state.pt")["model"]
+    state = {k.removeprefix("model."): v for k, v in checkpoint_model_state(ckpt).items()}
     model = materialize(build_empty(config), Runtime(torch.device("cpu"), torch.float32, "sdpa"),
                         state, where=str(ckpt))
     apply_model_recipe(model.config, recipe.model)
@@ -428,8 +448,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     train(recipe, args.output_dir, resume=args.resume, skip_bad=args.skip_bad,
           stop_after_steps=args.stop_after_steps, progress_bar=not args.no_progress)
-    if args.stop_after_steps is not None:
-        export_checkpoint(args.output_dir, args.output_dir / f"step{args.stop_after_steps}")
+    if args.stop_after_steps is not None and int(os.environ.get("RANK", "0")) == 0:
+        try:
+            export_checkpoint(args.output_dir, args.output_dir / f"step{args.stop_after_steps}")
+        except ValueError as e:  # a sharded checkpoint: resumable, but no full copy to export
+            print(f"video3d-train: stopped; not exported: {e}", file=sys.stderr)
     return 0
 
 
