@@ -116,9 +116,10 @@ def answer_video_attention(attention: torch.Tensor, item: Item, input_ids: torch
     Args:
         attention: (H, T, T) one layer's weights for this item; input_ids, labels: (T,).
     Returns:
-        weights (H, N) and target (N,) bool; None without a target or an answer.
+        weights (H, N) and target (N,) bool; None without an answer or a target (no cells,
+        or the named objects in none of the sampled tokens: no mass to raise).
     """
-    if item.answer_cells is None:
+    if item.answer_cells is None or not bool(item.answer_cells.any()):
         return None
     video_pos, target = named_object_tokens(item, input_ids, video_id, newline)
     target = target.to(attention.device)
