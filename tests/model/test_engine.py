@@ -249,3 +249,30 @@ def test_object_feature_cache_follows_keyframe_and_proposal_changes(engine, fram
                                fresh.ground("the lamp", boxes).scores, atol=1e-5)
     np.testing.assert_allclose(engine.ground("the lamp", boxes[::-1]).scores,
                                fresh.ground("the lamp", boxes).scores[::-1], atol=1e-5)
+
+
+def test_caches_follow_frames_that_reuse_keyframe_ids(engine, frames, processor):
+    """A caller may number another scene's frames 0…F−1 again (the evaluator does) or
+    replace a keyframe under its id: every cache must follow the frames, not the ids."""
+    boxes = [Box3D(np.array([0.5, 0.5, 1.3]), np.array([0.6, 0.6, 1.0]))]
+    _fill(engine, frames[:3])
+    first = engine.next_token_logits(qa_prompt(QUESTIONS[0]))
+    first_scores = engine.ground("the lamp", boxes).scores
+    for k in engine.keyframe_ids:
+        engine.remove_keyframe(k)
+    _fill(engine, frames[3:6])  # ids 0, 1, 2 again, other frames
+    fresh = Video3DEngine(engine.model, processor, max_new_tokens=8)
+    _fill(fresh, frames[3:6])
+    want = fresh.next_token_logits(qa_prompt(QUESTIONS[0]), use_cache=False)
+    got = engine.next_token_logits(qa_prompt(QUESTIONS[0]))
+    assert not torch.allclose(first, want, atol=1e-3)  # the two frame sets do differ
+    assert torch.allclose(got, want, atol=1e-4, rtol=0), (got - want).abs().max()
+    scores = engine.ground("the lamp", boxes).scores
+    assert not np.allclose(scores, first_scores, atol=1e-4)
+    np.testing.assert_allclose(scores, fresh.ground("the lamp", boxes).scores, atol=1e-5)
+    # replacing one keyframe under its id
+    engine.add_keyframe(1, *frames[0], stamp_s=1.0)
+    fresh.add_keyframe(1, *frames[0], stamp_s=1.0)
+    assert torch.allclose(engine.next_token_logits(qa_prompt(QUESTIONS[0])),
+                          fresh.next_token_logits(qa_prompt(QUESTIONS[0]), use_cache=False),
+                          atol=1e-4, rtol=0)

@@ -69,7 +69,7 @@ class SnapshotLike(Protocol):
 
 @dataclass
 class _Keyframe:
-    order: tuple[float, int]  # (stamp_s, insertion counter)
+    order: tuple[float, int]  # (stamp_s, serial: unique per add_keyframe call)
     tokens: torch.Tensor  # (T_f, D) visual tokens on the model device
     object_features: torch.Tensor | None  # (C, C, D) features for object proposals
     xyz_m: np.ndarray  # (S, S, 3) cropped coordinates
@@ -78,7 +78,7 @@ class _Keyframe:
 
 @dataclass
 class _Prefix:
-    key: tuple[int, ...]  # keyframe ids in order
+    key: tuple[int, ...]  # the keyframes' serials in order (_frames_key)
     cache: DynamicCache  # KV of the prefix
     length: int  # prefix tokens
 
@@ -270,6 +270,14 @@ class Video3DEngine:
     def _ordered(self) -> list[tuple[int, _Keyframe]]:
         return sorted(self._frames.items(), key=lambda kv: kv[1].order)
 
+    @staticmethod
+    def _frames_key(frames: list[tuple[int, _Keyframe]]) -> tuple[int, ...]:
+        """What the cached prefix, cells and object features were computed from: the
+        keyframes' serials, not their ids — a caller may reuse an id for another frame
+        (``add_keyframe`` replaces it; an evaluation numbers every scene's frames 0…F−1),
+        and a cache keyed by ids would then serve the old frame's encoding."""
+        return tuple(f.order[1] for _, f in frames)
+
     def _video_tokens(self, frames: list[tuple[int, _Keyframe]]) -> torch.Tensor | None:
         if not frames:
             return None
@@ -280,7 +288,7 @@ class Video3DEngine:
 
     def _ensure_prefix(self) -> _Prefix:
         frames = self._ordered()
-        key = tuple(k for k, _ in frames)
+        key = self._frames_key(frames)
         if self._prefix is not None and self._prefix.key == key:
             return self._prefix
         self._prefix = None
@@ -338,7 +346,7 @@ class Video3DEngine:
         d = self.config.text.hidden_size
         if not proposals:
             return torch.zeros(0, d, device=self.model.device, dtype=self.model.dtype)
-        key = (tuple(k for k, _ in frames),
+        key = (self._frames_key(frames),
                np.stack([b.as_row() for b in proposals]).tobytes())
         if self._objects is not None and self._objects[0] == key:
             return self._objects[1]
