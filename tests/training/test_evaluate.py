@@ -65,3 +65,31 @@ def test_blind_evaluation_answers_from_the_question_alone(generated_root, tmp_pa
     seeing = {r["id"]: r["proposal_scores"] for r in read_jsonl(tmp_path / "seeing" / "scanrefer.jsonl")}
     blind = {r["id"]: r["proposal_scores"] for r in read_jsonl(tmp_path / "blind" / "scanrefer.jsonl")}
     assert seeing.keys() == blind.keys() and any(seeing[k] != blind[k] for k in seeing)
+
+
+def test_text_answers_see_the_room_they_are_asked_about(generated_root):
+    """The evaluator's engine, moved from room to room, gives each question the logits of
+    the training forward pass over that room's frames (it once kept the first room's
+    video: the frames of every room are numbered 0…F−1 and the prefix cache was keyed
+    by those numbers)."""
+    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+    from video3d_train.data import read_processed
+    from video3d_train.evaluate import Evaluator
+    from video3d_train.step import IGNORE_INDEX, pad_batch
+
+    samples, _ = read_processed(generated_root / "processed/scanqa_train_llava_style.json")
+    by_room = {}
+    for s in samples:
+        by_room.setdefault(s.scene_id, s)
+    assert len(by_room) >= 2
+    ev = Evaluator(EMBEDDED_MODEL_DIR, generated_root, num_frames=8, device="cpu")
+    for s in by_room.values():
+        item = ev.dataset.item(s, with_answer=True)
+        ids, labels, mask = pad_batch([item], ev.tok.pad_token_id)
+        with torch.no_grad():
+            out, _ = ev.step.run([item], with_labels=True, padded=(ids, labels, mask))
+        first = int((labels[0] != IGNORE_INDEX).nonzero()[0])
+        ev._load_scene(s.scene_id)
+        got = ev.engine.next_token_logits(s.prompt)
+        torch.testing.assert_close(got, out.logits[0, first - 1].float(), atol=1e-3, rtol=0,
+                                   msg=s.scene_id)
