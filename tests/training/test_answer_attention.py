@@ -211,12 +211,6 @@ def test_readout_loss_is_the_cross_entropy_of_the_heads_logit_lens():
     none, n0 = answer_readout_loss(heads_out, o_w, norm_w, 1e-6, lm_w, [_Item(None)] * 3,
                                    labels, heads=1, head_dim=hd)
     assert n0 == 0 and float(none) == 0.0
-    # named objects in no sampled token: left out of the loss and of its count
-    unseen = torch.zeros_like(cells)
-    both, n1 = answer_attention_loss(attn.repeat(2, 1, 1, 1), [_Item(cells), _Item(unseen)],
-                                     ids.repeat(2, 1), labels.repeat(2, 1), video_id,
-                                     NewlinePosition.GRID, heads=1)
-    assert n1 == 1 and float(both) == pytest.approx(-math.log(0.25))
     with pytest.raises(ValueError, match=r"o_proj weight \(4, 8\) does not match"):
         answer_readout_loss(heads_out, o_w[:4], norm_w, 1e-6, lm_w, items, labels, 1, hd)
 
