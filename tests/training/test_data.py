@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from video3d_ros.keyframes import SamplingStrategy
 from video3d_ros.model.processor import Video3DProcessor
@@ -134,3 +135,17 @@ def test_missing_scene_names_the_path(generated_root, processor):
     store = SceneStore(generated_root, processor, num_frames=2)
     with pytest.raises(DataError, match="scene9999_00"):
         store.load("scene9999_00")
+
+
+def test_scene_cache_keeps_the_most_recently_used(generated_root, processor):
+    rooms = sorted(p.name for p in (generated_root / "scannet/posed_images").iterdir())[:3]
+    store = SceneStore(generated_root, processor, num_frames=2, max_scenes=2)
+    a = store.load(rooms[0])
+    store.load(rooms[1])
+    assert store.load(rooms[0]) is a  # cached: the very same tensors
+    store.load(rooms[2])  # evicts rooms[1], the least recently used
+    assert list(store._cache) == [rooms[0], rooms[2]]
+    none = SceneStore(generated_root, processor, num_frames=2, max_scenes=0)
+    first = none.load(rooms[0])
+    assert none.load(rooms[0]) is not first  # decoded again
+    torch.testing.assert_close(none.load(rooms[0]).pixel_values, first.pixel_values)

@@ -117,3 +117,13 @@ def test_sharding_engine_on_cpu_says_it_runs_data_parallel(caplog):
     with caplog.at_level(logging.WARNING, logger="video3d_train.train"):
         make_accelerator(load_recipe("tiny_generated"))
     assert "shards only on GPUs" not in caplog.text
+
+
+def test_scene_cache_options_are_validated():
+    r = load_recipe("tiny_generated")
+    assert r.data.max_cached_scenes is None and load_recipe("paper_7b").data.max_cached_scenes == 0
+    assert r.with_overrides(["data.max_cached_scenes=8"]).data.max_cached_scenes == 8
+    with pytest.raises(ValueError, match="max_cached_scenes must be ≥ 0"):
+        r.with_overrides(["data.max_cached_scenes=-1"])
+    with pytest.raises(ValueError, match="on-disk scene cache is not implemented"):
+        r.with_overrides(["data.cache_dir=/tmp/scenes"])

@@ -54,3 +54,18 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     atomic_write_bytes(p, b"new contents")
     assert p.read_bytes() == b"new contents"
     assert [f.name for f in tmp_path.iterdir()] == ["x.txt"]  # no temp file left
+
+
+def test_data_loader_workers_train_the_same(generated_root, tmp_path):
+    """num_workers decodes the same micro-batches in worker processes: same losses, same weights."""
+    base = _recipe(generated_root).with_overrides(["max_steps=2", "save_every_steps=2"])
+    zero = train(base, tmp_path / "zero", progress_bar=False)
+    two = train(base.with_overrides(["num_workers=2"]), tmp_path / "two", progress_bar=False)
+    h0 = [json.loads(x) for x in (zero / "history.jsonl").read_text().splitlines()]
+    h2 = [json.loads(x) for x in (two / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in h2] == [1, 2]
+    for x, y in zip(h0, h2):
+        assert abs(x["loss"] - y["loss"]) < 1e-5
+    a, b = _weights(zero), _weights(two)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)

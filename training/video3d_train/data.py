@@ -26,6 +26,7 @@ dropped.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 from collections.abc import Sequence
@@ -285,7 +286,10 @@ class SceneStore:
 
     def __init__(self, root: str | Path, processor: Video3DProcessor, num_frames: int,
                  sampling: SamplingStrategy = SamplingStrategy.UNIFORM,
-                 selection_file: str | Path | None = None, cache: bool = True):
+                 selection_file: str | Path | None = None, cache: bool = True,
+                 max_scenes: int | None = None):
+        """``cache``: keep decoded scenes in memory; ``max_scenes``: at most that many, the
+        most recently used (None: all)."""
         self.root = Path(root)
         self.processor = processor
         self.config: Video3DConfig = processor.config
@@ -294,7 +298,9 @@ class SceneStore:
         self.selection = read_selection(selection_file) if selection_file else None
         if sampling is not SamplingStrategy.UNIFORM and self.selection is None:
             raise ValueError(f"sampling {sampling.value} needs a selection file")
-        self._cache: dict[str, SceneTensors] | None = {} if cache else None
+        self._cache: collections.OrderedDict[str, SceneTensors] | None = (
+            collections.OrderedDict() if cache and max_scenes != 0 else None)
+        self._max_scenes = max_scenes
 
     def scan_dir(self, scene_id: str) -> Path:
         return self.root / "scannet" / "posed_images" / scene_id
@@ -308,6 +314,7 @@ class SceneStore:
 
     def load(self, scene_id: str) -> SceneTensors:
         if self._cache is not None and scene_id in self._cache:
+            self._cache.move_to_end(scene_id)
             return self._cache[scene_id]
         try:
             st = self._load(scene_id)
@@ -315,6 +322,8 @@ class SceneStore:
             raise DataError(f"scene {scene_id}: {e}") from e
         if self._cache is not None:
             self._cache[scene_id] = st
+            if self._max_scenes is not None and len(self._cache) > self._max_scenes:
+                self._cache.popitem(last=False)  # the least recently used
         return st
 
     def raw_frames(self, scene_id: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -104,7 +104,10 @@ class DataRecipe:
     selection_file: str | None = None  # max-coverage selection JSON (sampling ≠ uniform)
     proposals_file: str | None = None  # evaluation proposals (None: ground-truth boxes)
     max_length: int = 32768  # longest token sequence; longer samples are an error
-    cache_dir: str | None = None  # decoded-scene cache (None: decode on every access)
+    cache_dir: str | None = None  # an on-disk decoded-scene cache: not implemented (must be null)
+    # decoded scenes kept in memory per process (None: all of them — fine for generated rooms
+    # at 112 px; 0: decode on every access; N: the N most recently used)
+    max_cached_scenes: int | None = None
     tokenizer_files: list[str] = field(default_factory=list)  # texts a fresh tokenizer learns
     # from (empty: train_files); a grounding-only first phase still needs every task's words
 
@@ -117,6 +120,13 @@ class DataRecipe:
         _positive(self, "max_length")
         if self.sampling is not SamplingStrategy.UNIFORM and not self.selection_file:
             raise ValueError(f"data.sampling {self.sampling.value!r} needs data.selection_file")
+        if self.cache_dir is not None:
+            raise ValueError(f"data.cache_dir={self.cache_dir!r}: an on-disk scene cache is not "
+                             "implemented; decoded scenes are kept in memory "
+                             "(data.max_cached_scenes)")
+        if self.max_cached_scenes is not None and self.max_cached_scenes < 0:
+            raise ValueError(f"data.max_cached_scenes must be ≥ 0 or null, got "
+                             f"{self.max_cached_scenes}")
 
 
 @dataclass

@@ -218,6 +218,17 @@ def epoch_batches(sampler, epoch: int, micro: int, skip: int) -> list[list[int]]
     return batches[skip:]
 
 
+def micro_batches(dataset: Video3DDataset, batches: list[list[int]], num_workers: int):
+    """The items of each micro-batch, in order: decoded in this process, or by
+    ``num_workers`` DataLoader worker processes ahead of the step (the same batches)."""
+    if num_workers == 0:
+        for idx in batches:
+            yield collate([dataset[i] for i in idx])
+        return
+    yield from torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
+                                           num_workers=num_workers)
+
+
 LOSS_KEYS = ("loss", "lm_loss", "ground_loss", "attention_loss", "readout_loss")  # logged per step (StepOutput)
 
 
@@ -285,7 +296,8 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
 
     processor = Video3DProcessor(tok, model.config)
     store = SceneStore(recipe.data.root, processor, recipe.data.num_frames,
-                       recipe.data.sampling, _under(recipe.data.root, recipe.data.selection_file))
+                       recipe.data.sampling, _under(recipe.data.root, recipe.data.selection_file),
+                       max_scenes=recipe.data.max_cached_scenes)
     dataset = Video3DDataset(samples, store, recipe.data.max_length)
     sampler = torch.utils.data.DistributedSampler(
         dataset, num_replicas=accel.num_processes, rank=accel.process_index, shuffle=True,
@@ -341,8 +353,8 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     wrapper.train()
     while progress.step < pl.total_steps:
         epoch, skip = divmod(progress.micro_batches, pl.micro_per_epoch)
-        for idx in epoch_batches(sampler, epoch, recipe.micro_batch_size, skip):
-            items = collate([dataset[i] for i in idx])
+        for items in micro_batches(dataset, epoch_batches(sampler, epoch, recipe.micro_batch_size,
+                                                          skip), recipe.num_workers):
             with accel.accumulate(wrapper):
                 res = wrapper(items)
                 accel.backward(res.loss)
