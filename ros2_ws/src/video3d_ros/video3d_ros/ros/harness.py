@@ -83,12 +83,14 @@ class Graph:
         return future.result()
 
     def close(self) -> None:
+        # stop spinning and wait for the spin thread before destroying the nodes: a callback
+        # still running on a destroyed node fails ("cannot use Destroyable …")
         self.executor.shutdown(timeout_sec=5.0)
+        self._thread.join(timeout=10.0)
         for n in (self.camera, self.node, self.client_node):
             if n is not None:
                 n.destroy_node()
         self.context.try_shutdown()
-        self._thread.join(timeout=10.0)
 
 
 class FramePublisher:
