@@ -220,7 +220,8 @@ def epoch_batches(sampler, epoch: int, micro: int, skip: int) -> list[list[int]]
 
 def micro_batches(dataset: Video3DDataset, batches: list[list[int]], num_workers: int):
     """The items of each micro-batch, in order: decoded in this process, or by
-    ``num_workers`` DataLoader worker processes ahead of the step (the same batches)."""
+    ``num_workers`` DataLoader worker processes ahead of the step (the same batches; each
+    worker keeps its own scene cache, for one epoch)."""
     if num_workers == 0:
         for idx in batches:
             yield collate([dataset[i] for i in idx])
