@@ -56,11 +56,27 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == ["x.txt"]  # no temp file left
 
 
-def test_data_loader_workers_train_the_same(generated_root, tmp_path):
+def test_data_loader_workers_train_the_same(generated_root, tmp_path, monkeypatch):
     """num_workers decodes the same micro-batches in worker processes: same losses, same weights."""
+    import os
+
+    from video3d_train.data import Video3DDataset
+
     base = _recipe(generated_root).with_overrides(["max_steps=2", "save_every_steps=2"])
     zero = train(base, tmp_path / "zero", progress_bar=False)
+    # which processes decode the items (workers are forked: they write to a file)
+    pids = tmp_path / "pids.txt"
+    item = Video3DDataset.__getitem__
+
+    def recording(self, i):
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return item(self, i)
+
+    monkeypatch.setattr(Video3DDataset, "__getitem__", recording)
     two = train(base.with_overrides(["num_workers=2"]), tmp_path / "two", progress_bar=False)
+    decoders = set(pids.read_text().split())
+    assert len(decoders) == 2 and str(os.getpid()) not in decoders  # two workers, not this process
     h0 = [json.loads(x) for x in (zero / "history.jsonl").read_text().splitlines()]
     h2 = [json.loads(x) for x in (two / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in h2] == [1, 2]
