@@ -12,7 +12,6 @@ from pathlib import Path
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, Image
@@ -23,6 +22,7 @@ from video3d_interfaces.msg import DetectedObjectArray
 
 from video3d_interfaces.srv import Query
 from video3d_ros.ros import convert
+from video3d_ros.ros._spin import DrainingExecutor
 from video3d_ros.ros.node import Video3DNode
 from video3d_ros.ros.synthetic_camera import SyntheticCamera
 from video3d_ros.scenes import RenderConfig, SceneCamera, generate_scene
@@ -52,11 +52,16 @@ class Graph:
                                              self.messages["markers"].append, 10)
         self.client_node.create_subscription(MarkerArray, "/video3d_node/keyframes",
                                              self.messages["keyframes"].append, 10)
-        self.executor = MultiThreadedExecutor(num_threads=8, context=self.context)
+        self.executor = DrainingExecutor(num_threads=8, context=self.context)
         for n in (self.node, self.client_node) + ((self.camera,) if self.camera else ()):
             self.executor.add_node(n)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set() and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.1)
 
     def wait_for(self, predicate, timeout_s: float = 60.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout_s
@@ -83,10 +88,12 @@ class Graph:
         return future.result()
 
     def close(self) -> None:
-        # stop spinning and wait for the spin thread before destroying the nodes: a callback
-        # still running on a destroyed node fails ("cannot use Destroyable …")
-        self.executor.shutdown(timeout_sec=5.0)
+        # stop spinning, then let the callbacks already handed to the executor's threads finish
+        # (DrainingExecutor.shutdown), and only then destroy the nodes: a callback running on a
+        # destroyed node, or on a shut-down executor, fails ("cannot use Destroyable …")
+        self._stop.set()
         self._thread.join(timeout=10.0)
+        self.executor.shutdown(timeout_sec=5.0)
         for n in (self.camera, self.node, self.client_node):
             if n is not None:
                 n.destroy_node()

@@ -38,7 +38,6 @@ from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -65,7 +64,7 @@ from ..query import (
 from ..scene_qa import SceneQA, load_engine
 from ..streams import ApproximateTimeSync, PoseHistory
 from . import convert
-from ._spin import spin_node
+from ._spin import DrainingExecutor, spin_node
 
 try:  # present on a robot with a ROS distribution; not on PyPI
     import tf2_ros
@@ -633,7 +632,7 @@ class Video3DNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    spin_node(Video3DNode, args, lambda node: MultiThreadedExecutor(
+    spin_node(Video3DNode, args, lambda node: DrainingExecutor(
         num_threads=int(node.get_parameter("max_pending_queries").value) + 4))
 
 
