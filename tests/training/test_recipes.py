@@ -127,3 +127,37 @@ def test_scene_cache_options_are_validated():
         r.with_overrides(["data.max_cached_scenes=-1"])
     with pytest.raises(ValueError, match="on-disk scene cache is not implemented"):
         r.with_overrides(["data.cache_dir=/tmp/scenes"])
+
+
+def test_reinit_redraws_only_the_named_parts_of_a_checkpoint(tmp_path):
+    """``model.reinit: [text_decoder]`` gives the checkpoint's vision tower, projector and
+    token embeddings with a freshly drawn decoder (blocks, final norm, lm_head)."""
+    import torch
+
+    from video3d_ros.model.checkpoint import load_pretrained
+    from video3d_ros.model.config import ModelPart
+    from video3d_ros.model.runtime import Runtime
+    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+    from video3d_train.train import build_model_and_tokenizer
+
+    runtime = Runtime(torch.device("cpu"), torch.float32, "sdpa")
+    recipe = load_recipe("tiny_generated").with_overrides(
+        [f"model.checkpoint={EMBEDDED_MODEL_DIR}", "model.reinit=[text_decoder]",
+         "model.random_init=fan_in"])
+    assert recipe.model.reinit == [ModelPart.TEXT_DECODER]
+    save_recipe(recipe, tmp_path / "r.yaml")
+    assert load_recipe(tmp_path / "r.yaml").model.reinit == [ModelPart.TEXT_DECODER]
+    model, _ = build_model_and_tokenizer(recipe, [], runtime)
+    original = load_pretrained(EMBEDDED_MODEL_DIR, runtime).model.state_dict()
+    redrawn = {k for k, v in model.state_dict().items() if not torch.equal(v, original[k])}
+    assert "language_model.lm_head.weight" in redrawn
+    assert "language_model.model.layers.0.self_attn.q_proj.weight" in redrawn
+    assert all(k.startswith(ModelPart.TEXT_DECODER.prefixes) for k in redrawn), redrawn
+    assert not any(k.startswith(("vision_tower.", "projector.", "ground_head.",
+                                 "language_model.model.embed_tokens.")) for k in redrawn)
+    # the fresh decoder's norms start at one, as a fresh model's do
+    assert torch.all(model.language_model.model.norm.weight == 1.0)
+    with pytest.raises(ValueError, match="model.reinit re-draws parts of a loaded checkpoint"):
+        load_recipe("tiny_generated_ground").with_overrides(["model.reinit=[projector]"])
+    with pytest.raises(ValueError, match="not a valid ModelPart"):
+        recipe.with_overrides(["model.reinit=[decoder]"])

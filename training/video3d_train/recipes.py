@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 
 from video3d_ros.keyframes import SamplingStrategy
-from video3d_ros.model.config import BoxSizeEncoding, GroundLossKind, PromptLayout, RandomInit
+from video3d_ros.model.config import (BoxSizeEncoding, GroundLossKind, ModelPart, PromptLayout,
+                                      RandomInit)
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 
@@ -74,6 +75,7 @@ class ModelRecipe:
     random_init: RandomInit = RandomInit.NORMAL_0_02  # weight draw of a fresh model (init=random)
     box_size: BoxSizeEncoding = BoxSizeEncoding.NONE  # size encoding of a fresh model's boxes
     prompt_layout: PromptLayout | None = None  # None: the checkpoint's (a fresh model: video_first)
+    reinit: list[ModelPart] = field(default_factory=list)  # parts of the checkpoint re-drawn (random_init)
 
     def __post_init__(self) -> None:
         from video3d_ros.model.shapes import SHAPES
@@ -84,6 +86,10 @@ class ModelRecipe:
         self.box_size = BoxSizeEncoding(self.box_size)
         if self.prompt_layout is not None:
             self.prompt_layout = PromptLayout(self.prompt_layout)
+        self.reinit = [ModelPart(p) for p in self.reinit]
+        if self.reinit and self.init is not ModelInit.CHECKPOINT:
+            raise ValueError("model.reinit re-draws parts of a loaded checkpoint; a fresh model "
+                             "(init=random) is all random already")
         if self.init is ModelInit.CHECKPOINT and self.box_size is not BoxSizeEncoding.NONE:
             raise ValueError("model.box_size applies to a fresh model (init=random); a "
                              "checkpoint keeps the size encoding it was trained with")

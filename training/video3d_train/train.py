@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from video3d_ros.model.build import build_empty, materialize
+from video3d_ros.model.build import build_empty, materialize, reinitialize
 from video3d_ros.model.checkpoint import load_pretrained, load_tokenizer, save_pretrained
 from video3d_ros.model.config import Video3DConfig
 from video3d_ros.model.errors import CheckpointError
@@ -115,6 +115,10 @@ def build_model_and_tokenizer(recipe: TrainRecipe, samples: list[Sample], runtim
 
             loaded = load_released(mr.checkpoint, runtime)
         model, tok = loaded.model, loaded.tokenizer
+        if mr.reinit:
+            n = reinitialize(model, mr.reinit, seed=recipe.seed, init=mr.random_init)
+            log.info("re-drew %d weight tensors of %s (%s)", n,
+                     ", ".join(p.value for p in mr.reinit), mr.random_init.value)
         if mr.tokenizer:
             tok = load_tokenizer(mr.tokenizer)
     else:

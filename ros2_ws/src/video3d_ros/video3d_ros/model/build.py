@@ -9,11 +9,13 @@ construction left undefined.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
 
-from .config import RandomInit, Video3DConfig
+from .config import ModelPart, RandomInit, Video3DConfig
 from .modeling import Video3DModel
 from .runtime import Runtime
 
@@ -52,16 +54,33 @@ def materialize(model: Video3DModel, runtime: Runtime,
     return model.eval()
 
 
+def reinitialize(model: Video3DModel, parts: Sequence[ModelPart], seed: int = 0,
+                 init: RandomInit = RandomInit.NORMAL_0_02) -> int:
+    """Re-draw the weights of ``parts`` of a built model as a fresh model's would be drawn;
+    every other weight keeps its value. Returns how many tensors were re-drawn."""
+    prefixes = tuple(p for part in parts for p in ModelPart(part).prefixes)
+    n = _random_init(model, seed, init, prefixes)
+    if parts and n == 0:
+        raise ValueError(f"this model has no weights in {[ModelPart(p).value for p in parts]}")
+    return n
+
+
 @torch.no_grad()
-def _random_init(model: Video3DModel, seed: int, init: RandomInit) -> None:
+def _random_init(model: Video3DModel, seed: int, init: RandomInit,
+                 prefixes: tuple[str, ...] | None = None) -> int:
     """Norm layers: weight 1, bias 0; other biases 0; every other tensor drawn per ``init``.
+    Only the parameters whose names start with one of ``prefixes``, when given.
 
     (Norm layers are told by their module type, not by parameter names: a name test once
     set every LayerNorm *bias* of the vision tower to 1, which put a constant offset on
     its residual stream and drove the projector's GELU dead within a few thousand steps.)
     """
     gen = torch.Generator(device=model.device).manual_seed(seed)
+    n = 0
     for name, p in model.named_parameters():
+        if prefixes is not None and not name.startswith(prefixes):
+            continue
+        n += 1
         owner = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
         if name.endswith("bias"):
             p.zero_()
@@ -69,6 +88,7 @@ def _random_init(model: Video3DModel, seed: int, init: RandomInit) -> None:
             p.fill_(1.0)
         else:
             p.normal_(0.0, init.std(name, tuple(p.shape)), generator=gen)
+    return n
 
 
 _NORMS = (nn.LayerNorm, Qwen2RMSNorm)

@@ -105,6 +105,29 @@ class RandomInit(enum.Enum):
         return gain * fan_in ** -0.5
 
 
+class ModelPart(enum.Enum):
+    """A named group of a model's weights (what ``reinitialize`` re-draws)."""
+
+    TEXT_DECODER = "text_decoder"  # decoder blocks, final norm and lm_head; not the token embeddings
+    TEXT_EMBEDDINGS = "text_embeddings"  # the decoder's input token embeddings
+    PROJECTOR = "projector"  # vision → text projector
+    GROUND_HEAD = "ground_head"  # grounding head
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of the part."""
+        return _PART_PREFIXES[self]
+
+
+_PART_PREFIXES = {
+    ModelPart.TEXT_DECODER: ("language_model.model.layers.", "language_model.model.norm.",
+                             "language_model.lm_head."),
+    ModelPart.TEXT_EMBEDDINGS: ("language_model.model.embed_tokens.",),
+    ModelPart.PROJECTOR: ("projector.",),
+    ModelPart.GROUND_HEAD: ("ground_head.",),
+}
+
+
 class GroundLossKind(enum.Enum):
     """Training loss of the grounding head."""
 
