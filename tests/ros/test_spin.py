@@ -20,11 +20,11 @@ def test_shutdown_lets_queued_callbacks_finish_without_errors(ros_context) -> No
     import rclpy
 
     node = rclpy.create_node("v3d_busy", context=ros_context)
-    started = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
-    def slow() -> None:
+    def slow() -> None:  # holds the only worker thread until released
         started.set()
-        time.sleep(0.4)
+        release.wait(5.0)
 
     node.create_timer(0.05, slow)
     node.create_timer(0.001, lambda: None)
@@ -49,7 +49,11 @@ def test_shutdown_lets_queued_callbacks_finish_without_errors(ros_context) -> No
     # (one thread: one of them runs the slow callback, the others wait in the queue)
     queued = [f for f in executor._futures if not f.done()]
     assert len(queued) >= 2, "no callback was waiting in the pool: the test did not set up the race"
+    # release the slow callback only once shutdown has begun
+    releaser = threading.Timer(0.3, release.set)
+    releaser.start()
     assert executor.shutdown(timeout_sec=5.0)
+    releaser.join()
     failed = [f.exception() for f in executor._futures if f.exception() is not None]
     node.destroy_node()
     assert all(f.done() for f in queued)
