@@ -9,7 +9,8 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy not installed; run via scripts/test.sh")
 from rclpy.context import Context  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+
+from video3d_ros.ros._spin import DrainingExecutor  # noqa: E402
 
 
 @pytest.fixture
@@ -25,8 +26,8 @@ def ros_context() -> Iterator[Context]:
 
 
 @pytest.fixture
-def executor(ros_context: Context) -> Iterator[MultiThreadedExecutor]:
-    ex = MultiThreadedExecutor(num_threads=4, context=ros_context)
+def executor(ros_context: Context) -> Iterator[DrainingExecutor]:
+    ex = DrainingExecutor(num_threads=4, context=ros_context)
     try:
         yield ex
     finally:

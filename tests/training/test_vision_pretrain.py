@@ -88,7 +88,7 @@ def test_patch_labels_line_up_with_the_pixels(generated_root):
     from video3d_train.vision_pretrain import COLOURS, load_patch_set, scene_ids
 
     loaded = load_pretrained(EMBEDDED_MODEL_DIR)
-    store = SceneStore(generated_root, loaded.processor, num_frames=1 << 20, cache=False)
+    store = SceneStore(generated_root, loaded.processor, num_frames=1 << 20, max_scenes=0)
     names = sorted({o["object_name"] for sid in scene_ids(generated_root, "train") for o in
                     json.loads((generated_root / "scannet" / "scans" / sid /
                                 f"{sid}_objects.json").read_text())["objects"]})

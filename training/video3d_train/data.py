@@ -286,10 +286,9 @@ class SceneStore:
 
     def __init__(self, root: str | Path, processor: Video3DProcessor, num_frames: int,
                  sampling: SamplingStrategy = SamplingStrategy.UNIFORM,
-                 selection_file: str | Path | None = None, cache: bool = True,
-                 max_scenes: int | None = None):
-        """``cache``: keep decoded scenes in memory; ``max_scenes``: at most that many, the
-        most recently used (None: all)."""
+                 selection_file: str | Path | None = None, max_scenes: int | None = None):
+        """``max_scenes``: decoded scenes kept in memory, the most recently used (None: all;
+        0: none, every load decodes)."""
         self.root = Path(root)
         self.processor = processor
         self.config: Video3DConfig = processor.config
@@ -299,7 +298,7 @@ class SceneStore:
         if sampling is not SamplingStrategy.UNIFORM and self.selection is None:
             raise ValueError(f"sampling {sampling.value} needs a selection file")
         self._cache: collections.OrderedDict[str, SceneTensors] | None = (
-            collections.OrderedDict() if cache and max_scenes != 0 else None)
+            collections.OrderedDict() if max_scenes != 0 else None)
         self._max_scenes = max_scenes
 
     def scan_dir(self, scene_id: str) -> Path:

@@ -289,9 +289,9 @@ def pretrain(checkpoint: str | Path, data_root: str | Path, out: str | Path, ste
     t0 = time.perf_counter()
     sources = [(root, train_ids)] + extras
     train = _concat([load_patch_set(SceneStore(r, loaded.processor, num_frames=1 << 20,
-                                               cache=False), ids, categories, progress)
+                                               max_scenes=0), ids, categories, progress)
                      for r, ids in sources])  # every stored frame
-    val = load_patch_set(SceneStore(root, loaded.processor, num_frames=1 << 20, cache=False),
+    val = load_patch_set(SceneStore(root, loaded.processor, num_frames=1 << 20, max_scenes=0),
                          val_ids, categories, progress)
     log.info("%d training / %d validation frames in %.1f s", len(train.pixel_values),
              len(val.pixel_values), time.perf_counter() - t0)
