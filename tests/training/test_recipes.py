@@ -161,3 +161,42 @@ def test_reinit_redraws_only_the_named_parts_of_a_checkpoint(tmp_path):
         load_recipe("tiny_generated_ground").with_overrides(["model.reinit=[projector]"])
     with pytest.raises(ValueError, match="not a valid ModelPart"):
         recipe.with_overrides(["model.reinit=[decoder]"])
+
+
+def test_train_repeats_are_validated():
+    r = load_recipe("tiny_generated")
+    qa = "processed/scanqa_train_llava_style.json"
+    assert r.with_overrides([f"data.train_repeats={{{qa}: 3}}"]).data.train_repeats == {qa: 3}
+    with pytest.raises(ValueError, match="not one of data.train_files"):
+        r.with_overrides(["data.train_repeats={processed/other.json: 2}"])
+    for bad in ("0", "1.5", "true"):
+        with pytest.raises(ValueError, match=r"train_repeats\[.*integer ≥ 1"):
+            r.with_overrides([f"data.train_repeats={{{qa}: {bad}}}"])
+    with pytest.raises(ValueError, match="must be a mapping"):
+        r.with_overrides([f"data.train_repeats=[{qa}]"])
+
+
+def test_train_repeats_oversample_the_mix_but_not_the_tokenizer(generated_root, tmp_path, caplog):
+    """A repeated file's samples enter the training mix that many times, in place; the
+    tokenizer of a fresh model still learns each text once."""
+    import logging
+
+    from video3d_ros.model.checkpoint import load_tokenizer
+    from video3d_ros.model.tokenizer import build_tokenizer
+    from video3d_train.train import read_samples, tokenizer_corpus, train
+
+    base = load_recipe("tiny_generated_ground").with_overrides([
+        f"data.root={generated_root}", "data.tokenizer_files=[]", "data.num_frames=2",
+        "max_steps=1", "micro_batch_size=2", "save_every_steps=1", "model.tokenizer_vocab_size=300"])
+    first, second = base.data.train_files[:2]
+    r = base.with_overrides([f"data.train_repeats={{{second}: 3}}"])
+    a = read_samples(r, [first], False)
+    b = read_samples(r, [second], False)
+    mixed = read_samples(r, [first, second], False, r.data.train_repeats)
+    assert len(b) > 0 and [s.sample_id for s in mixed] == [s.sample_id for s in a + b + b + b]
+
+    with caplog.at_level(logging.INFO, logger="video3d_train.train"):
+        run = train(r, tmp_path / "run", progress_bar=False)
+    assert f"{second}: {len(b)} samples, repeated 3 times" in caplog.text
+    once = build_tokenizer(tokenizer_corpus(read_samples(r, r.data.train_files, False)), 300)
+    assert load_tokenizer(run / "tokenizer").get_vocab() == once.get_vocab()

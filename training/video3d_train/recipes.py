@@ -104,6 +104,9 @@ class ModelRecipe:
 class DataRecipe:
     root: str = "data"  # folder holding scannet/ (posed_images, pcd_with_object_aabbs)
     train_files: list[str] = field(default_factory=list)  # processed JSON files (under root)
+    # how many times a training file's samples enter the mix (oversampling one benchmark);
+    # keys are entries of train_files, files not named enter once
+    train_repeats: dict[str, int] = field(default_factory=dict)
     val_files: list[str] = field(default_factory=list)  # processed JSON files for evaluation
     num_frames: int = 8  # frames per sample
     sampling: SamplingStrategy = SamplingStrategy.UNIFORM  # frame sampling
@@ -122,6 +125,16 @@ class DataRecipe:
         self.train_files = [str(f) for f in self.train_files]
         self.val_files = [str(f) for f in self.val_files]
         self.tokenizer_files = [str(f) for f in self.tokenizer_files]
+        if not isinstance(self.train_repeats, dict):
+            raise ValueError(f"data.train_repeats must be a mapping file → count, got "
+                             f"{self.train_repeats!r}")
+        self.train_repeats = {str(k): v for k, v in self.train_repeats.items()}
+        for f, n in self.train_repeats.items():
+            if f not in self.train_files:
+                raise ValueError(f"data.train_repeats names {f!r}, which is not one of "
+                                 f"data.train_files {self.train_files}")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"data.train_repeats[{f!r}] must be an integer ≥ 1, got {n!r}")
         _positive(self, "num_frames")
         _positive(self, "max_length")
         if self.sampling is not SamplingStrategy.UNIFORM and not self.selection_file:

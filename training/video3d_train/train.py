@@ -71,14 +71,19 @@ log = logging.getLogger("video3d_train.train")
 # ---- building blocks ---------------------------------------------------------------------
 
 
-def read_samples(recipe: TrainRecipe, files: list[str], skip_bad: bool) -> list[Sample]:
+def read_samples(recipe: TrainRecipe, files: list[str], skip_bad: bool,
+                 repeats: dict[str, int] | None = None) -> list[Sample]:
+    """The samples of ``files`` in order; a file in ``repeats`` enters that many times."""
     root = Path(recipe.data.root)
     out: list[Sample] = []
     for f in files:
         samples, bad = read_processed(root / f, skip_bad=skip_bad)
         if bad:
             log.warning("%s: skipped %d bad sample(s)", root / f, bad)
-        out.extend(samples)
+        n = (repeats or {}).get(f, 1)
+        if n > 1:
+            log.info("%s: %d samples, repeated %d times", root / f, len(samples), n)
+        out.extend(samples * n)
     if not out:
         raise ValueError(f"no training samples in {files} under {root}")
     return out
@@ -284,11 +289,11 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     runtime = Runtime(accel.device, torch.float32, detect_runtime(
         "cuda" if accel.device.type == "cuda" else "cpu").attn_implementation)
 
-    samples = read_samples(recipe, recipe.data.train_files, skip_bad)
+    samples = read_samples(recipe, recipe.data.train_files, skip_bad, recipe.data.train_repeats)
     tok_dir = out / "tokenizer"
     if resume and tok_dir.is_dir():
         recipe.model.tokenizer = str(tok_dir)  # the tokenizer trained by the interrupted run
-    corpus = samples
+    corpus = list({id(s): s for s in samples}.values())  # each text once, whatever the repeats
     if recipe.data.tokenizer_files and not recipe.model.tokenizer:
         corpus = read_samples(recipe, recipe.data.tokenizer_files, skip_bad)
     model, tok = build_model_and_tokenizer(recipe, corpus, runtime)
