@@ -85,3 +85,27 @@ def test_data_loader_workers_train_the_same(generated_root, tmp_path, monkeypatc
     a, b = _weights(zero), _weights(two)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_export_a_kept_step(generated_root, tmp_path, capsys):
+    """keep_checkpoints keeps that many step checkpoints; video3d-export writes a chosen one."""
+    from video3d_train.export import main as export_main
+
+    run = tmp_path / "run"
+    train(_recipe(generated_root).with_overrides(["max_steps=3", "save_every_steps=1",
+                                                  "keep_checkpoints=3"]), run, progress_bar=False)
+    kept = sorted(p.name for p in (run / "checkpoints").glob("step-*"))
+    assert kept == ["step-0000001", "step-0000002", "step-0000003"]
+    assert export_main([str(run), str(tmp_path / "s2"), "--step", "2"]) == 0
+    m = load_pretrained(tmp_path / "s2", Runtime(torch.device("cpu"), torch.float32, "sdpa"))
+    exported = m.model.state_dict()
+    step2 = checkpoint_model_state(run / "checkpoints" / "step-0000002")
+    step3 = checkpoint_model_state(run / "checkpoints" / "step-0000003")
+    for k, v in exported.items():
+        torch.testing.assert_close(v, step2[f"model.{k}"], rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(v, step3[f"model.{k}"]) for k, v in exported.items())
+    # a step not on disk: exit 2, and the message lists what is kept
+    assert export_main([str(run), str(tmp_path / "s9"), "--step", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "step 9" in err and "step-0000003" in err
+    assert not (tmp_path / "s9").exists()

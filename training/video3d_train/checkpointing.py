@@ -95,6 +95,11 @@ class TrainProgress:
     micro_batches: int = 0
 
 
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    """The directory of the (complete) checkpoint of optimiser step ``step``."""
+    return Path(run_dir) / "checkpoints" / f"step-{step:07d}"
+
+
 def partial_checkpoint_dir(run_dir: str | Path, step: int) -> Path:
     """Where every process writes its part of the checkpoint of ``step`` before the rename."""
     return Path(run_dir) / "checkpoints" / f".step-{step:07d}.partial"
@@ -111,7 +116,7 @@ def save_training_checkpoint(run_dir: str | Path, progress: TrainProgress,
     """
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{progress.step:07d}"
+    final = checkpoint_dir(run_dir, progress.step)
     tmp = partial if partial is not None else Path(tempfile.mkdtemp(prefix=f".{final.name}.",
                                                                      dir=root))
     try:

@@ -197,6 +197,7 @@ class TrainRecipe:
     gradient_checkpointing: bool = False  # recompute activations of the LLM and tower
     distributed: DistributedEngine = DistributedEngine.NONE  # sharding engine under torchrun
     save_every_steps: int = 500  # checkpoint interval (and at the end)
+    keep_checkpoints: int = 2  # newest training checkpoints kept on disk (older ones removed)
     log_every_steps: int = 10  # loss/lr logging interval
     num_workers: int = 0  # DataLoader worker processes
 
@@ -218,7 +219,7 @@ class TrainRecipe:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         self.distributed = DistributedEngine(self.distributed)
         for name in ("epochs", "micro_batch_size", "grad_accum", "save_every_steps",
-                     "log_every_steps"):
+                     "keep_checkpoints", "log_every_steps"):
             _positive(self, name)
         if self.max_steps is not None:
             _positive(self, "max_steps")

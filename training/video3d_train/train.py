@@ -46,6 +46,7 @@ from video3d_ros.model.tokenizer import build_tokenizer, token_ids_of
 from .checkpointing import (
     ENGINE_DIR,
     TrainProgress,
+    checkpoint_dir,
     checkpoint_model_state,
     latest_checkpoint,
     load_training_checkpoint,
@@ -353,7 +354,8 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
         accel.wait_for_everyone()
         if accel.is_main_process:
             save_training_checkpoint(out, progress, {"scheduler": scheduler.state_dict(),
-                                                     "history": history}, partial=partial)
+                                                     "history": history}, partial=partial,
+                                     keep_last=recipe.keep_checkpoints)
         accel.wait_for_everyone()
 
     bar = tqdm(total=pl.total_steps, initial=progress.step, desc="train", unit="step",
@@ -421,11 +423,22 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     return out
 
 
-def export_checkpoint(run_dir: str | Path, out: str | Path) -> Path:
-    """Write the latest training checkpoint of ``run_dir`` in our model format to ``out``."""
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise FileNotFoundError(f"{run_dir} has no training checkpoint")
+def export_checkpoint(run_dir: str | Path, out: str | Path, step: int | None = None) -> Path:
+    """Write a training checkpoint of ``run_dir`` in our model format to ``out``.
+
+    ``step``: the checkpoint of that optimiser step (it must still be on disk, see the
+    recipe's ``keep_checkpoints``); None: the latest.
+    """
+    if step is None:
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise FileNotFoundError(f"{run_dir} has no training checkpoint")
+    else:
+        ckpt = checkpoint_dir(run_dir, step)
+        if not (ckpt / "state.pt").exists():
+            kept = [p.name for p in sorted((Path(run_dir) / "checkpoints").glob("step-*"))]
+            raise FileNotFoundError(f"{run_dir} has no complete checkpoint of step {step}; "
+                                    f"kept: {', '.join(kept) or 'none'}")
     recipe = load_recipe(Path(run_dir) / "recipe.yaml")
     tok = load_tokenizer(Path(run_dir) / "tokenizer")
     if recipe.model.init is ModelInit.CHECKPOINT:
