@@ -120,3 +120,21 @@ def test_missing_instance_mask_is_named(generated_root, tmp_path):
         main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--data-root", str(root),
               "--out", str(tmp_path / "x"), "--steps", "1", "--probe-steps", "1",
               "--no-progress"])
+
+
+@pytest.mark.parametrize("text,reason", [
+    ('{"objects": [{"object_id": 0, "obj', "JSONDecodeError"),  # cut short
+    ('{"objects": [{"object_id": 0, "object_name": "chair"}]}', "colour"),  # field missing
+])
+def test_corrupt_objects_file_is_named(generated_root, tmp_path, text, reason):
+    import shutil
+
+    root = tmp_path / "rooms"
+    shutil.copytree(generated_root, root)
+    sid = sorted((root / "scannet" / "posed_images").iterdir())[0].name
+    victim = root / "scannet" / "scans" / sid / f"{sid}_objects.json"
+    victim.write_text(text)
+    with pytest.raises(DataError, match=f"{sid}_objects.json.*{reason}"):
+        main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--data-root", str(root),
+              "--out", str(tmp_path / "x"), "--steps", "1", "--probe-steps", "1",
+              "--no-progress"])

@@ -117,6 +117,24 @@ def all_scene_ids(root: Path) -> list[str]:
     return ids
 
 
+def read_objects(root: Path, sid: str) -> list[tuple[int, str, str]]:
+    """``(object id, category, colour)`` of every object of a generated room, from
+    ``scannet/scans/<sid>/<sid>_objects.json``; a file that is missing, not JSON, or whose
+    objects lack these fields (or name a colour outside :data:`COLOURS`) raises
+    :class:`DataError` naming the file."""
+    path = root / "scannet" / "scans" / sid / f"{sid}_objects.json"
+    try:
+        objects = json.loads(path.read_text())["objects"]
+        out = [(int(o["object_id"]), str(o["object_name"]), str(o["colour"])) for o in objects]
+        for _, _, colour in out:
+            if colour not in COLOURS:
+                raise ValueError(f"colour {colour!r} is not one of {COLOURS}")
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise DataError(f"{path}: cannot read object categories/colours "
+                        f"({type(e).__name__}: {e})") from e
+    return out
+
+
 def load_patch_set(store: SceneStore, scenes: list[str], categories: dict[str, int],
                    progress: bool = True) -> PatchSet:
     """Every stored frame of ``scenes`` (as the model sees it) with its patch labels."""
@@ -124,14 +142,8 @@ def load_patch_set(store: SceneStore, scenes: list[str], categories: dict[str, i
     patch = store.config.vision.patch_size_px
     pix, cats, cols = [], [], []
     for sid in tqdm(scenes, desc="frames", disable=not progress):
-        meta_path = store.root / "scannet" / "scans" / sid / f"{sid}_objects.json"
-        try:
-            objects = json.loads(meta_path.read_text())["objects"]
-            lookup = {int(o["object_id"]) + 1: (categories[o["object_name"]],
-                                                COLOURS.index(o["colour"])) for o in objects}
-        except (OSError, KeyError, ValueError, TypeError) as e:
-            raise DataError(f"{meta_path}: cannot read object categories/colours "
-                            f"({type(e).__name__}: {e})") from e
+        lookup = {1 + oid: (categories[name], COLOURS.index(colour))
+                  for oid, name, colour in read_objects(store.root, sid)}
         for n, (rgb, xyz, valid) in zip(store.frame_numbers(sid), store.raw_frames(sid)):
             mask_path = store.scan_dir(sid) / "instance" / f"{n:05d}.png"
             try:
@@ -251,8 +263,7 @@ def fit_head(loaded: LoadedModel, head: PatchHead, data: PatchSet, steps: int, l
 
 
 def _object_names(root: Path, ids: list[str]) -> set[str]:
-    return {o["object_name"] for sid in ids for o in json.loads(
-        (root / "scannet" / "scans" / sid / f"{sid}_objects.json").read_text())["objects"]}
+    return {name for sid in ids for _, name, _ in read_objects(root, sid)}
 
 
 def _concat(parts: list[PatchSet]) -> PatchSet:
