@@ -84,16 +84,16 @@ def test_patch_labels_line_up_with_the_pixels(generated_root):
     47 % with the mask mirrored left-right."""
     from video3d_ros.model.checkpoint import load_pretrained
     from video3d_ros.scenes.vocab import Colour
-    from video3d_train.data import SceneStore
+    from video3d_train.data import SceneStore, read_object_labels
     from video3d_train.vision_pretrain import COLOURS, load_patch_set, scene_ids
 
     loaded = load_pretrained(EMBEDDED_MODEL_DIR)
     store = SceneStore(generated_root, loaded.processor, num_frames=1 << 20, max_scenes=0)
-    names = sorted({o["object_name"] for sid in scene_ids(generated_root, "train") for o in
-                    json.loads((generated_root / "scannet" / "scans" / sid /
-                                f"{sid}_objects.json").read_text())["objects"]})
-    data = load_patch_set(store, scene_ids(generated_root, "train"),
-                          {n: i + 1 for i, n in enumerate(names)}, progress=False)
+    objects = {sid: read_object_labels(generated_root, sid)
+               for sid in scene_ids(generated_root, "train")}
+    names = sorted({o.category for labels in objects.values() for o in labels})
+    data = load_patch_set(store, objects, {n: i + 1 for i, n in enumerate(names)},
+                          progress=False)
     p = data.category.shape[-1]
     s = data.pixel_values.shape[-1] // p
     rgb = (data.pixel_values * 0.5 + 0.5).unfold(2, s, s).unfold(3, s, s).mean((-1, -2))
@@ -124,7 +124,7 @@ def test_missing_instance_mask_is_named(generated_root, tmp_path):
 
 @pytest.mark.parametrize("text,reason", [
     ('{"objects": [{"object_id": 0, "obj', "JSONDecodeError"),  # cut short
-    ('{"objects": [{"object_id": 0, "object_name": "chair"}]}', "colour"),  # field missing
+    ('{"objects": [{"object_id": 0, "object_name": "chair"}]}', "KeyError: 'colour'"),  # field missing
 ])
 def test_corrupt_objects_file_is_named(generated_root, tmp_path, text, reason):
     import shutil

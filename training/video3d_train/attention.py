@@ -40,7 +40,7 @@ from video3d_ros.model.checkpoint import LoadedModel, load_pretrained
 from video3d_ros.model.modeling import IGNORE_INDEX
 from video3d_ros.model.runtime import Runtime
 
-from .data import DataError, Item, SceneStore, Video3DDataset, pool_cells, read_processed
+from .data import Item, SceneStore, Video3DDataset, pool_cells, read_object_labels, read_processed
 from .step import Video3DForTraining, answer_video_attention, pad_batch, video_token_targets
 
 
@@ -184,9 +184,9 @@ def colour_readout(loaded: LoadedModel, store: SceneStore, file: str, limit: int
 
 
 class ProbeLabel(str, enum.Enum):
-    """What the token probe predicts; the value is the field of ``_objects.json`` it reads."""
+    """What the token probe predicts; the value is the :class:`ObjectLabel` field it reads."""
 
-    CATEGORY = "object_name"
+    CATEGORY = "category"
     COLOUR = "colour"
 
     @classmethod
@@ -207,13 +207,8 @@ def token_labels(store: SceneStore, scene_id: str,
                  label: ProbeLabel = ProbeLabel.CATEGORY) -> np.ndarray:
     """(F·G·G,) the ``label`` (category or colour) of the one object each pooled token
     sees ('' for none/several)."""
-    path = store.root / "scannet" / "scans" / scene_id / f"{scene_id}_objects.json"
-    try:
-        values = {int(o["object_id"]): str(o[label.value])
-                  for o in json.loads(path.read_text())["objects"]}
-    except (OSError, KeyError, ValueError, TypeError) as e:
-        raise DataError(f"{path}: cannot read object field {label.value!r} "
-                        f"({type(e).__name__}: {e})") from e
+    values = {o.object_id: getattr(o, label.value)
+              for o in read_object_labels(store.root, scene_id)}
     scene = store.load(scene_id)
     pooled = pool_cells(scene.object_masks, store.config.grid.pooled_per_side)  # (N, F, G, G)
     one = pooled.sum(axis=0) == 1

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from video3d_ros.geometry import Box3D, box_iou_matrix, depth_to_world_m
+from video3d_ros.scenes.vocab import Colour
 from video3d_ros.keyframes import SamplingStrategy, uniform_indices
 from video3d_ros.keyframes.scan_io import (
     ScanFormatError,
@@ -215,6 +216,29 @@ def read_scene_boxes(root: str | Path, scene_id: str) -> SceneObjects:
     corners = np.asarray(corners, dtype=np.float64).reshape(len(ids), -1, 3)
     lo, hi = corners.min(axis=1), corners.max(axis=1)
     return SceneObjects(np.asarray(ids, dtype=np.int64), np.concatenate([(lo + hi) / 2, hi - lo], 1))
+
+
+@dataclass(frozen=True)
+class ObjectLabel:
+    """Category and colour of one object of a generated room."""
+
+    object_id: int
+    category: str
+    colour: str  # a :class:`~video3d_ros.scenes.vocab.Colour` value
+
+
+def read_object_labels(root: str | Path, scene_id: str) -> list[ObjectLabel]:
+    """Every object of a generated room, from ``scannet/scans/<scene>/<scene>_objects.json``
+    (written by ``video3d-scenes``; ScanNet scans have no such file). A file that is
+    missing, not JSON, or whose objects lack ``object_id`` / ``object_name`` / ``colour`` (or
+    name an unknown colour) raises :class:`DataError` naming the file."""
+    path = Path(root) / "scannet" / "scans" / scene_id / f"{scene_id}_objects.json"
+    try:
+        return [ObjectLabel(int(o["object_id"]), str(o["object_name"]), Colour(o["colour"]).value)
+                for o in json.loads(path.read_text())["objects"]]
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise DataError(f"{path}: cannot read object categories/colours "
+                        f"({type(e).__name__}: {e})") from e
 
 
 def read_proposals(path: str | Path) -> dict[str, np.ndarray]:

@@ -40,7 +40,7 @@ from video3d_ros.model.checkpoint import LoadedModel, load_pretrained, save_pret
 from video3d_ros.model.runtime import Runtime
 from video3d_ros.scenes.vocab import Colour
 
-from .data import DataError, SceneStore
+from .data import DataError, ObjectLabel, SceneStore, read_object_labels
 
 log = logging.getLogger(__name__)
 
@@ -117,33 +117,16 @@ def all_scene_ids(root: Path) -> list[str]:
     return ids
 
 
-def read_objects(root: Path, sid: str) -> list[tuple[int, str, str]]:
-    """``(object id, category, colour)`` of every object of a generated room, from
-    ``scannet/scans/<sid>/<sid>_objects.json``; a file that is missing, not JSON, or whose
-    objects lack these fields (or name a colour outside :data:`COLOURS`) raises
-    :class:`DataError` naming the file."""
-    path = root / "scannet" / "scans" / sid / f"{sid}_objects.json"
-    try:
-        objects = json.loads(path.read_text())["objects"]
-        out = [(int(o["object_id"]), str(o["object_name"]), str(o["colour"])) for o in objects]
-        for _, _, colour in out:
-            if colour not in COLOURS:
-                raise ValueError(f"colour {colour!r} is not one of {COLOURS}")
-    except (OSError, KeyError, ValueError, TypeError) as e:
-        raise DataError(f"{path}: cannot read object categories/colours "
-                        f"({type(e).__name__}: {e})") from e
-    return out
-
-
-def load_patch_set(store: SceneStore, scenes: list[str], categories: dict[str, int],
-                   progress: bool = True) -> PatchSet:
-    """Every stored frame of ``scenes`` (as the model sees it) with its patch labels."""
+def load_patch_set(store: SceneStore, objects: dict[str, list[ObjectLabel]],
+                   categories: dict[str, int], progress: bool = True) -> PatchSet:
+    """Every stored frame of the rooms of ``objects`` (room → its objects, from
+    :func:`read_object_labels`), as the model sees it, with its patch labels."""
     size = store.config.vision.image_size_px
     patch = store.config.vision.patch_size_px
     pix, cats, cols = [], [], []
-    for sid in tqdm(scenes, desc="frames", disable=not progress):
-        lookup = {1 + oid: (categories[name], COLOURS.index(colour))
-                  for oid, name, colour in read_objects(store.root, sid)}
+    for sid, labels in tqdm(objects.items(), desc="frames", disable=not progress):
+        lookup = {1 + o.object_id: (categories[o.category], COLOURS.index(o.colour))
+                  for o in labels}
         for n, (rgb, xyz, valid) in zip(store.frame_numbers(sid), store.raw_frames(sid)):
             mask_path = store.scan_dir(sid) / "instance" / f"{n:05d}.png"
             try:
@@ -262,10 +245,6 @@ def fit_head(loaded: LoadedModel, head: PatchHead, data: PatchSet, steps: int, l
         m.requires_grad_(True)
 
 
-def _object_names(root: Path, ids: list[str]) -> set[str]:
-    return {name for sid in ids for _, name, _ in read_objects(root, sid)}
-
-
 def _concat(parts: list[PatchSet]) -> PatchSet:
     return PatchSet(*(torch.cat([getattr(p, f) for p in parts])
                       for f in ("pixel_values", "category", "colour")))
@@ -294,16 +273,19 @@ def pretrain(checkpoint: str | Path, data_root: str | Path, out: str | Path, ste
     if limit_scenes:
         train_ids, val_ids = train_ids[:limit_scenes], val_ids[:limit_scenes]
         extras = [(r, ids[:limit_scenes]) for r, ids in extras]
-    names = sorted(_object_names(root, train_ids + val_ids).union(
-        *(_object_names(r, ids) for r, ids in extras)))
+    # each room's objects, read once: the category list needs all of them before any frame
+    sources = [(r, {sid: read_object_labels(r, sid) for sid in ids})
+               for r, ids in [(root, train_ids)] + extras]
+    val_objects = {sid: read_object_labels(root, sid) for sid in val_ids}
+    names = sorted({o.category for _, objs in sources + [(root, val_objects)]
+                    for labels in objs.values() for o in labels})
     categories = {n: i + 1 for i, n in enumerate(names)}  # 0: no object
     t0 = time.perf_counter()
-    sources = [(root, train_ids)] + extras
     train = _concat([load_patch_set(SceneStore(r, loaded.processor, num_frames=1 << 20,
-                                               max_scenes=0), ids, categories, progress)
-                     for r, ids in sources])  # every stored frame
+                                               max_scenes=0), objs, categories, progress)
+                     for r, objs in sources])  # every stored frame
     val = load_patch_set(SceneStore(root, loaded.processor, num_frames=1 << 20, max_scenes=0),
-                         val_ids, categories, progress)
+                         val_objects, categories, progress)
     log.info("%d training / %d validation frames in %.1f s", len(train.pixel_values),
              len(val.pixel_values), time.perf_counter() - t0)
     vision_width = loaded.model.config.vision.hidden_size
