@@ -38,7 +38,6 @@ import numpy as np
 import torch
 
 from video3d_ros.geometry import Box3D, box_iou_matrix, depth_to_world_m
-from video3d_ros.scenes.vocab import Colour
 from video3d_ros.keyframes import SamplingStrategy, uniform_indices
 from video3d_ros.keyframes.scan_io import (
     ScanFormatError,
@@ -52,6 +51,7 @@ from video3d_ros.model.object_features import inside_cells
 from video3d_ros.model.position_encoding import center_points, size_points
 from video3d_ros.model.processor import Video3DProcessor
 from video3d_ros.model.tokenizer import GROUND_TOKEN, VIDEO_TOKEN
+from video3d_ros.scenes.vocab import Colour
 
 from .checkpointing import load_torch_file
 from .metrics import SCANQA_PLACEHOLDER_TYPE, Task, scanqa_question_kind, sqa3d_question_type
