@@ -100,6 +100,44 @@ def test_prompt_layout_override_applies_to_a_loaded_checkpoint(tmp_path):
         base.with_overrides(["model.prompt_layout=sideways"])
 
 
+def test_pool_stride_override_changes_the_video_tokens_of_a_loaded_checkpoint(tmp_path):
+    """``model.pool_stride=1`` feeds every patch of a stride-2 checkpoint to the decoder:
+    the processor's grid and the model's video tokens follow, and the export keeps it."""
+    import numpy as np
+    import torch
+
+    from video3d_ros.model.checkpoint import load_pretrained, save_pretrained
+    from video3d_ros.model.processor import Video3DProcessor
+    from video3d_ros.model.runtime import Runtime
+    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+    from video3d_train.train import build_model_and_tokenizer
+
+    runtime = Runtime(torch.device("cpu"), torch.float32, "sdpa")
+    base = load_recipe("tiny_generated").with_overrides(
+        [f"model.checkpoint={EMBEDDED_MODEL_DIR}"])
+    assert base.model.pool_stride is None
+    model, _ = build_model_and_tokenizer(base, [], runtime)
+    assert model.config.video.pool_stride == 2
+    s1 = base.with_overrides(["model.pool_stride=1"])
+    save_recipe(s1, tmp_path / "r.yaml")
+    assert load_recipe(tmp_path / "r.yaml").model.pool_stride == 1
+    model, tok = build_model_and_tokenizer(s1, [], runtime)
+    p = model.config.grid.patches_per_side
+    assert model.config.grid.pooled_per_side == p
+    proc = Video3DProcessor(tok, model.config)
+    size = model.config.vision.image_size_px
+    rgb = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    xyz = np.random.default_rng(1).uniform(-2, 2, (size, size, 3)).astype(np.float32)
+    fr = proc.prepare_frame(rgb, xyz, np.ones((size, size), bool))
+    with torch.no_grad():
+        enc = model.encode_frames(fr.pixel_values[None], torch.from_numpy(fr.token_points[None]))
+    assert enc.tokens.shape[1] == model.config.tokens_per_frame == p * (p + 1)
+    save_pretrained(model, tok, tmp_path / "m")
+    assert load_pretrained(tmp_path / "m").model.config.video.pool_stride == 1
+    with pytest.raises(ValueError, match="pool_stride must be a positive integer"):
+        base.with_overrides(["model.pool_stride=0"])
+
+
 def test_sharding_engine_on_cpu_says_it_runs_data_parallel(caplog):
     """accelerate applies FSDP/ZeRO-3 to CUDA processes only: on CPU the run must say so."""
     import logging

@@ -76,6 +76,9 @@ class ModelRecipe:
     box_size: BoxSizeEncoding = BoxSizeEncoding.NONE  # size encoding of a fresh model's boxes
     prompt_layout: PromptLayout | None = None  # None: the checkpoint's (a fresh model: video_first)
     reinit: list[ModelPart] = field(default_factory=list)  # parts of the checkpoint re-drawn (random_init)
+    # pooling of the patch grid into the LLM's video tokens; None: the checkpoint's (fresh: the
+    # shape's). The projector is per patch, so a checkpoint can be trained at another stride
+    pool_stride: int | None = None
 
     def __post_init__(self) -> None:
         from video3d_ros.model.shapes import SHAPES
@@ -98,6 +101,8 @@ class ModelRecipe:
         if self.init is ModelInit.CHECKPOINT and not self.checkpoint:
             raise ValueError("model.init is 'checkpoint' but model.checkpoint is not set")
         _positive(self, "tokenizer_vocab_size")
+        if self.pool_stride is not None:
+            _positive(self, "pool_stride")
 
 
 @dataclass

@@ -145,6 +145,8 @@ def apply_model_recipe(config: Video3DConfig, mr: ModelRecipe) -> None:
         config.grounding.loss = mr.ground_loss
     if mr.prompt_layout is not None:
         config.video.prompt_layout = mr.prompt_layout
+    if mr.pool_stride is not None:
+        config.video.pool_stride = mr.pool_stride
 
 
 def param_groups(model, recipe: TrainRecipe) -> list[dict]:
