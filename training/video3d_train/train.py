@@ -140,7 +140,8 @@ def build_model_and_tokenizer(recipe: TrainRecipe, samples: list[Sample], runtim
 
 def apply_model_recipe(config: Video3DConfig, mr: ModelRecipe) -> None:
     """What the recipe sets on any model, fresh or loaded: the grounding loss and, when
-    given, the prompt layout (a video-first checkpoint can be trained question-first)."""
+    given, the prompt layout (a video-first checkpoint can be trained question-first) and
+    the pool stride of the video tokens."""
     if config.grounding is not None:
         config.grounding.loss = mr.ground_loss
     if mr.prompt_layout is not None:
