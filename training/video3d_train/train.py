@@ -148,6 +148,7 @@ def apply_model_recipe(config: Video3DConfig, mr: ModelRecipe) -> None:
         config.video.prompt_layout = mr.prompt_layout
     if mr.pool_stride is not None:
         config.video.pool_stride = mr.pool_stride
+    config.video.__post_init__()  # re-validate what was set, as fresh_config does
 
 
 def param_groups(model, recipe: TrainRecipe) -> list[dict]:
