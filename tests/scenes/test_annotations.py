@@ -172,6 +172,11 @@ def test_sqa3d_answers_hold_from_the_stated_pose(generated):
             assert answer == scene.objects[min(cands)[1]].category.value
         else:
             raise AssertionError(f"unchecked SQA3D claim kind {k}")
+        # the object the question is about travels in the annotation (our addition), and it
+        # is the object the claim was checked on: named, or the answer of "closest" questions
+        assert a.get("object_ids") == ([claim["object_id"]] if k != "count_front" else None)
+        if k == "closest_in_sector":
+            assert scene.objects[claim["object_id"]].category.value == answer
         assert set(a["position"]) == {"x", "y", "z"} and set(a["rotation"]) == {"_x", "_y", "_z", "_w"}
 
 

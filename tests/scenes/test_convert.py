@@ -97,6 +97,10 @@ def test_sqa3d_real_records_train_uses_alternative_situations():
     assert val[0]["id"] == 220602000037
     with pytest.raises(KeyError, match="no question"):
         cv.convert_sqa3d({"questions": []}, annotations, split="val")
+    # our generator's annotations name the object the question is about
+    named = {"annotations": [{**annotations["annotations"][0], "object_ids": [7]}]}
+    for r in cv.convert_sqa3d(questions, named, split="train"):
+        assert r["metadata"] == {"dataset": "sqa3d", "question_type": "which", "object_id": [7]}
 
 
 def test_validate_rejects_broken_records():
@@ -130,3 +134,21 @@ def test_cli_generates_loadable_benchmarks(tmp_path):
                                        atol=1e-6)
     assert (out / "figures" / "scene0000_00_topdown.png").stat().st_size > 1000
     assert (out / "figures" / "scene0002_00_frames.png").stat().st_size > 1000
+
+
+def test_annotations_only_rewrites_the_same_files_without_rendering(tmp_path):
+    out = tmp_path / "gen"
+    args = ["--num-scenes", "3", "--seed", "5", "--out", str(out), "--val-fraction", "0.34"]
+    assert scenes_main(args + ["--width", "64", "--height", "48", "--frames", "40", "--stride", "10",
+                               "--threads", "1", "--no-figures"]) == 0
+    written = {p: p.read_bytes() for p in sorted((out / "benchmark").rglob("*.json"))
+               + sorted((out / "processed").glob("*.json"))}
+    colour = sorted((out / "scannet" / "posed_images" / "scene0000_00" / "color").glob("*.jpg"))
+    stamps = [p.stat().st_mtime_ns for p in colour]
+    for p in written:
+        p.unlink()
+    assert scenes_main(args + ["--annotations-only"]) == 0
+    assert {p: p.read_bytes() for p in written} == written
+    assert [p.stat().st_mtime_ns for p in colour] == stamps  # nothing rendered again
+    with pytest.raises(SystemExit):  # a fourth room was never rendered there
+        scenes_main(["--num-scenes", "4", "--seed", "5", "--out", str(out), "--annotations-only"])

@@ -179,6 +179,29 @@ def test_training_moves_the_answer_attention_onto_the_named_objects(generated_ro
     assert float(last.lm_loss) < float(first.lm_loss) + 0.5
 
 
+def test_sqa3d_questions_get_answer_targets_when_the_recipe_names_sqa3d(generated_root):
+    loaded = load_pretrained(EMBEDDED_MODEL_DIR)
+    samples, _ = read_processed(generated_root / "processed/sqa3d_train_llava_style.json")
+    named = [s for s in samples if s.object_ids]
+    assert named and len(named) < len(samples)  # "how many … in front of me" names no object
+    named = named[:24]
+    store = SceneStore(generated_root, loaded.processor, num_frames=4)
+    default = Video3DDataset(named, store, max_length=4096)  # ScanQA only: the losses' start
+    assert all(default[i].answer_cells is None for i in range(len(named)))
+    both = Video3DDataset(named, store, max_length=4096, answer_tasks=[Task.SCANQA, Task.SQA3D])
+    items = [it for it in (both[i] for i in range(len(named))) if it.answer_cells is not None]
+    assert items, "no named object of these SQA3D questions is in 4 frames"
+    for it in items:
+        scene = store.load(it.sample.scene_id)
+        want = answer_token_cells(it.sample, scene, loaded.processor.config.grid.pooled_per_side)
+        assert torch.equal(it.answer_cells, want)
+    step = Video3DForTraining(loaded.model, loaded.tokenizer.pad_token_id,
+                              answer_attention_loss_scale=1.0, answer_readout_loss_scale=1.0)
+    out = step(items[:4])
+    assert out.n_attention == len(items[:4]) and float(out.attention_loss) > 0
+    assert out.n_readout >= 1 and float(out.readout_loss) > 0
+
+
 def test_readout_loss_is_the_cross_entropy_of_the_heads_logit_lens():
     torch.manual_seed(0)
     b, t, heads, hd, d, v = 3, 6, 4, 2, 8, 11
@@ -288,6 +311,13 @@ def test_recipe_validates_the_option():
             is ReadoutSource.OBJECTS)
     with pytest.raises(ValueError, match="'values' is not a valid ReadoutSource"):
         r.with_overrides(["answer_readout_source=values"])
+    assert r.answer_loss_tasks == [Task.SCANQA]
+    assert (r.with_overrides(["answer_loss_tasks=[scanqa, SQA3D]"]).answer_loss_tasks
+            == [Task.SCANQA, Task.SQA3D])
+    assert r.with_overrides(["answer_loss_tasks=[sqa3d]"]).to_dict()["answer_loss_tasks"] == ["sqa3d"]
+    for bad in ("[scan2cap]", "[]"):
+        with pytest.raises(ValueError, match="answer_loss_tasks must name one or more of"):
+            r.with_overrides([f"answer_loss_tasks={bad}"])
     loaded = load_pretrained(EMBEDDED_MODEL_DIR)
     for option in ("answer_attention_loss_scale", "answer_readout_loss_scale"):
         with pytest.raises(ValueError, match=r"answer_attention_heads must be in \[1, 4\]"):

@@ -214,7 +214,9 @@ def convert_sqa3d(questions: Mapping, annotations: Mapping, *, split: str) -> li
     """SQA3D balanced questions + annotations files (the whole JSON objects) → samples.
 
     train: one sample per situation text (the situation and each alternative);
-    other splits: the main situation only. Exactly one answer per question.
+    other splits: the main situation only. Exactly one answer per question. An
+    annotation's ``object_ids`` (the object the question names; written by our
+    generator, absent from the published files) are kept as ``metadata.object_id``.
     """
     by_qid = {q["question_id"]: q for q in questions["questions"]}
     out = []
@@ -226,12 +228,15 @@ def convert_sqa3d(questions: Mapping, annotations: Mapping, *, split: str) -> li
             raise ValueError(f"SQA3D question {a['question_id']}: expected 1 answer, got {len(a['answers'])}")
         situations = (list(q.get("alternative_situation", [])) + [q["situation"]]) if split == "train" \
             else [q["situation"]]
+        meta = {"dataset": Benchmark.SQA3D.value, "question_type": sqa3d_question_type(q["question"])}
+        if a.get("object_ids"):
+            meta["object_id"] = [int(o) for o in a["object_ids"]]
         for s in situations:
             out.append({
                 "id": a["question_id"], "video": _video(a["scene_id"]),
                 "conversations": _conversation(IMAGE_TOKEN + sqa_prompt(s, q["question"]),
                                                a["answers"][0]["answer"]),
-                "metadata": {"dataset": Benchmark.SQA3D.value, "question_type": sqa3d_question_type(q["question"])},
+                "metadata": dict(meta),
             })
     return out
 

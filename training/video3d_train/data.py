@@ -29,7 +29,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -422,7 +422,7 @@ class Item:
     object_sizes: torch.Tensor | None = None  # (N, 1, 3) encoding input of candidate sizes
     coord_sizes: torch.Tensor | None = None  # (1, 1, 3) Scan2Cap <coord> box size
     answer_cells: torch.Tensor | None = None  # (F, G, G) bool: video tokens that see an object
-    # the answer is about (ScanQA object_ids); target of the answer-attention loss (step.py)
+    # the answer is about (the sample's object_ids); target of the answer losses (step.py)
 
 
 def target_indices(sample: Sample, objects: SceneObjects) -> list[int]:
@@ -444,10 +444,13 @@ def target_indices(sample: Sample, objects: SceneObjects) -> list[int]:
 class Video3DDataset(torch.utils.data.Dataset):
     """Processed samples → :class:`Item` (training: truth boxes are the candidates)."""
 
-    def __init__(self, samples: Sequence[Sample], store: SceneStore, max_length: int):
+    def __init__(self, samples: Sequence[Sample], store: SceneStore, max_length: int,
+                 answer_tasks: Collection[Task] = (Task.SCANQA,)):
+        """``answer_tasks``: tasks whose samples with ``object_ids`` get ``answer_cells``."""
         self.samples = list(samples)
         self.store = store
         self.max_length = max_length
+        self.answer_tasks = frozenset(answer_tasks)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -487,7 +490,7 @@ class Video3DDataset(torch.utils.data.Dataset):
             coord = torch.from_numpy(center_points(box[:3], pos_cfg))[None]
             coord_size = torch.from_numpy(size_points(box[3:], pos_cfg))[None]
         answer = None
-        if s.task is Task.SCANQA and s.object_ids:
+        if s.task in self.answer_tasks and s.object_ids:
             answer = answer_token_cells(s, scene, proc.config.grid.pooled_per_side)
         return Item(s, enc.input_ids, enc.labels, scene.pixel_values, scene.token_points,
                     masks, centres, positives, coord, sizes, coord_size, answer)

@@ -24,7 +24,11 @@ from video3d_ros.keyframes import SamplingStrategy
 from video3d_ros.model.config import (BoxSizeEncoding, GroundLossKind, ModelPart, PromptLayout,
                                       RandomInit)
 
+from .metrics import Task
+
 RECIPE_DIR = Path(__file__).parent / "recipes"
+# tasks whose samples may name the objects their answer is about (metadata.object_id)
+ANSWER_LOSS_TASKS = (Task.SCANQA, Task.SQA3D)
 
 
 class Precision(enum.Enum):
@@ -198,6 +202,8 @@ class TrainRecipe:
     answer_readout_loss_scale: float = 0.0  # our option (0: off, the paper): weight of the
     # loss that makes those heads' output alone predict the first answer token (step.py)
     answer_readout_source: ReadoutSource = ReadoutSource.ATTENDED  # what that loss reads
+    answer_loss_tasks: list[Task] = field(default_factory=lambda: [Task.SCANQA])  # whose
+    # samples with metadata.object_id get those two losses (scanqa and/or sqa3d)
     precision: Precision = Precision.FP32  # bf16 autocast on GPU
     gradient_checkpointing: bool = False  # recompute activations of the LLM and tower
     distributed: DistributedEngine = DistributedEngine.NONE  # sharding engine under torchrun
@@ -219,6 +225,11 @@ class TrainRecipe:
         _to_float(self, "answer_attention_loss_scale", "answer_attention_loss_scale")
         _to_float(self, "answer_readout_loss_scale", "answer_readout_loss_scale")
         _positive(self, "answer_attention_heads")
+        self.answer_loss_tasks = [Task.parse(t) for t in self.answer_loss_tasks]
+        if not self.answer_loss_tasks or any(t not in ANSWER_LOSS_TASKS for t in self.answer_loss_tasks):
+            raise ValueError(f"answer_loss_tasks must name one or more of "
+                             f"{[t.value for t in ANSWER_LOSS_TASKS]}, got "
+                             f"{[t.value for t in self.answer_loss_tasks]}")
         for name in ("answer_attention_loss_scale", "answer_readout_loss_scale"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")

@@ -2,6 +2,7 @@
 
     video3d-scenes --num-scenes 20 --seed 0 --out data/generated
     video3d-scenes --num-scenes 200 --width 320 --height 240 --frames 600 --stride 10 --out data/gen200
+    video3d-scenes --num-scenes 200 --out data/gen200 --annotations-only   # rewrite the questions only
 
 Output folder::
 
@@ -63,24 +64,43 @@ class GenerateConfig:
         return self.seed * 1_000_003 + index
 
 
-def generate(cfg: GenerateConfig, out: Path, progress: bool = True) -> dict[str, dict[str, int]]:
-    """Generate everything under ``out``; returns record counts per split and file kind."""
+def generate(cfg: GenerateConfig, out: Path, progress: bool = True,
+             annotations_only: bool = False) -> dict[str, dict[str, int]]:
+    """Generate everything under ``out``; returns record counts per split and file kind.
+
+    ``annotations_only``: rebuild the rooms from their seeds and rewrite only
+    ``benchmark/`` and ``processed/`` (no rendering, no figures) — for an existing
+    output generated with the same ``num_scenes``/``seed``/``val_fraction``, after the
+    question templates changed. The annotations depend on the rooms alone, not on
+    the camera or image settings.
+    """
     out = Path(out)
     raw: dict[str, dict[str, list]] = {s: {k: [] for k in ("scanrefer", "multi3drefer", "scanqa",
                                                           "sqa3d_questions", "sqa3d_annotations")} for s in SPLITS}
     boxes: dict[str, dict[str, list[float]]] = {}
     n_stored = len(range(0, cfg.trajectory.n_frames, cfg.write.frame_stride))
-    bar = tqdm(total=cfg.num_scenes * n_stored, unit="frame", disable=not progress, desc="rendering")
+    if annotations_only:
+        bar = tqdm(total=cfg.num_scenes, unit="scene", disable=not progress, desc="annotating")
+    else:
+        bar = tqdm(total=cfg.num_scenes * n_stored, unit="frame", disable=not progress, desc="rendering")
     for i in range(cfg.num_scenes):
         split = cfg.split_of(i)
         scene = generate_scene(cfg.scene_seed(i), f"scene{i:04d}_00", cfg.scene)
-        files = write_scene(scene, out, split=split, render_config=cfg.render, trajectory_config=cfg.trajectory,
-                            write_config=cfg.write, on_frame=lambda _: bar.update(1))
+        if annotations_only:
+            posed = out / "scannet" / "posed_images" / scene.scene_id
+            if not posed.is_dir():
+                raise FileNotFoundError(f"--annotations-only: {posed} does not exist; generate "
+                                        f"{cfg.num_scenes} scenes there first (same --seed)")
+            bar.update(1)
+        else:
+            files = write_scene(scene, out, split=split, render_config=cfg.render,
+                                trajectory_config=cfg.trajectory, write_config=cfg.write,
+                                on_frame=lambda _: bar.update(1))
         boxes[scene.scene_id] = {str(o.object_id): o.box6 for o in scene.objects}
         recs = all_records(scene, split, sqa_base_question_id=len(raw[split]["sqa3d_questions"]) + 1_000_000 * i)
         for k, g in recs.items():
             raw[split][k].extend(g.records)
-        if cfg.figures:
+        if cfg.figures and not annotations_only:
             from video3d_ros.scenes.figures import contact_sheet, plot_top_down
             from video3d_ros.scenes.trajectory import scan_trajectory
 
@@ -145,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--threads", type=int, default=0, help="raycasting threads (0: all cores)")
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--annotations-only", action="store_true",
+                   help="rewrite benchmark/ and processed/ of an existing output (same --num-scenes, "
+                        "--seed, --val-fraction) without rendering")
     a = p.parse_args(argv)
     try:
         cfg = GenerateConfig(num_scenes=a.num_scenes, seed=a.seed, val_fraction=a.val_fraction,
@@ -154,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
     t0 = time.perf_counter()
-    counts = generate(cfg, a.out)
+    try:
+        counts = generate(cfg, a.out, annotations_only=a.annotations_only)
+    except FileNotFoundError as e:
+        p.error(str(e))
     dt = time.perf_counter() - t0
     print(json.dumps({"scenes": cfg.num_scenes, "seconds": round(dt, 1), "records": counts}, indent=1))
     return 0

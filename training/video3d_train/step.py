@@ -2,10 +2,12 @@
 
     loss = CE(answer tokens) + ground_loss_scale · mean over grounding samples of
            InfoNCE/BCE(<ground> hidden state vs. candidate object features)
-         [+ answer_attention_loss_scale · mean over ScanQA samples of
+         [+ answer_attention_loss_scale · mean over QA samples that name objects of
            −log(attention mass on the named objects' video tokens)]
-         [+ answer_readout_loss_scale · mean over ScanQA samples whose named objects
+         [+ answer_readout_loss_scale · mean over QA samples whose named objects
            are in view of CE(first answer token | the supervised heads' output alone)]
+
+(QA samples: ScanQA, and SQA3D too when the recipe's ``answer_loss_tasks`` says so.)
 
 The last two terms are our options, not the paper's (default off): see
 :func:`answer_attention_loss` and :func:`answer_readout_loss`.

@@ -391,11 +391,14 @@ def sqa3d_records(scene: Scene, split: str, n_situations: int = 4, base_question
             claim = {**claim, "position": p.tolist(), "heading_xy": h.tolist(), "anchor_id": a.object_id}
             qs.add({"alternative_situation": texts[1:], "question": q, "question_id": qid,
                     "scene_id": scene.scene_id, "situation": texts[0]}, claim)
-            ans.add({"answer_type": "other", "answers": [{"answer": answer, "answer_confidence": "yes",
-                                                          "answer_id": 1}],
-                     "position": {"x": float(p[0]), "y": float(p[1]), "z": float(p[2])},
-                     "question_id": qid, "question_type": "N/A", "rotation": yaw_quaternion(yaw),
-                     "scene_id": scene.scene_id}, claim)
+            record = {"answer_type": "other", "answers": [{"answer": answer, "answer_confidence": "yes",
+                                                           "answer_id": 1}],
+                      "position": {"x": float(p[0]), "y": float(p[1]), "z": float(p[2])},
+                      "question_id": qid, "question_type": "N/A", "rotation": yaw_quaternion(yaw),
+                      "scene_id": scene.scene_id}
+            if "object_id" in claim:  # our addition (the published files have no such key):
+                record["object_ids"] = [claim["object_id"]]  # the object the question names
+            ans.add(record, claim)
             qid += 1
     return qs, ans
 
@@ -413,7 +416,8 @@ def _sqa_questions(scene: Scene, others: list[SceneObject], bearings: dict[int, 
                 or objs[1].category is objs[0].category:
             q = ("What is the closest object {w}?", "What is nearest to me {w}?", "Which object is closest {w}?")
             out.append((q[rng.integers(3)].format(w=side_words[s]), objs[0].category.value,
-                        {"kind": "closest_in_sector", "sector": s, "category": objs[0].category.value}))
+                        {"kind": "closest_in_sector", "sector": s, "category": objs[0].category.value,
+                         "object_id": objs[0].object_id}))
     for o in others:
         ap = anchor_phrase(scene, o)
         s = sector(bearings[o.object_id])
