@@ -347,6 +347,13 @@ def test_attention_report_on_generated_rooms(generated_root, tmp_path, capsys):
     assert 0 < res["objects_share_of_video_tokens"] < 1
     assert len(res["argmax_on_objects_per_head"]) == heads
     assert all(0 <= x <= 1 for x in res["argmax_on_objects_per_head"])
+    # the generated SQA3D questions name their objects too
+    assert attention_main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--data-root",
+                           str(generated_root), "--file", "processed/sqa3d_val_llava_style.json",
+                           "--num-frames", "4", "--out", str(out)]) == 0
+    sqa = json.loads(out.read_text())
+    assert sqa["objects_not_in_view"] < sqa["questions"]
+    assert len(sqa["mass_on_objects_per_head"]) == heads
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Where the answer looks: attention mass on the objects a ScanQA question is about.
+"""Where the answer looks: attention mass on the objects a ScanQA (or generated SQA3D)
+question is about.
 
 For each question whose named objects (``metadata.object_id``) are seen by some video
 token, the last decoder layer's attention at the position that predicts the first
@@ -42,6 +43,7 @@ from video3d_ros.model.runtime import Runtime
 
 from .data import Item, SceneStore, Video3DDataset, pool_cells, read_object_labels, read_processed
 from .step import Video3DForTraining, answer_video_attention, pad_batch, video_token_targets
+from .recipes import ANSWER_LOSS_TASKS
 
 
 def load_for_diagnostics(checkpoint: str | Path, data_root: str | Path,
@@ -88,7 +90,8 @@ def answer_attention(loaded: LoadedModel, store: SceneStore, file: str,
                      limit: int | None = None, batch: int = 16, progress: bool = True) -> dict:
     """Mean per-head attention mass on the named objects' tokens (see the module doc)."""
     samples = one_per_question(read_processed(store.root / file)[0])[:limit]
-    ds = Video3DDataset(samples, store, max_length=loaded.model.config.text.max_position_embeddings)
+    ds = Video3DDataset(samples, store, max_length=loaded.model.config.text.max_position_embeddings,
+                        answer_tasks=ANSWER_LOSS_TASKS)
     on_objects, top_on_object, share, on_video, unseen = [], [], [], [], 0
     for _, _, _, _, found in iter_answer_attention(loaded, ds, batch, "attention", progress):
         if found is None:
