@@ -150,5 +150,14 @@ def test_annotations_only_rewrites_the_same_files_without_rendering(tmp_path):
     assert scenes_main(args + ["--annotations-only"]) == 0
     assert {p: p.read_bytes() for p in written} == written
     assert [p.stat().st_mtime_ns for p in colour] == stamps  # nothing rendered again
-    with pytest.raises(SystemExit):  # a fourth room was never rendered there
-        scenes_main(["--num-scenes", "4", "--seed", "5", "--out", str(out), "--annotations-only"])
+    for n in ("2", "4"):  # fewer rooms than rendered (their questions would be lost), or more
+        with pytest.raises(SystemExit):
+            scenes_main(["--num-scenes", n, "--seed", "5", "--out", str(out), "--annotations-only"])
+    assert {p: p.read_bytes() for p in written} == written
+    with pytest.raises(SystemExit):  # the third room is a val room, not a train one
+        scenes_main(["--num-scenes", "3", "--seed", "5", "--out", str(out), "--val-fraction", "0",
+                     "--annotations-only"])
+    with pytest.raises(SystemExit):  # other rooms than the ones rendered
+        scenes_main(["--num-scenes", "3", "--seed", "6", "--out", str(out), "--val-fraction", "0.34",
+                     "--annotations-only"])
+    assert {p: p.read_bytes() for p in written} == written

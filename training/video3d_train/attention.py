@@ -42,8 +42,8 @@ from video3d_ros.model.modeling import IGNORE_INDEX
 from video3d_ros.model.runtime import Runtime
 
 from .data import Item, SceneStore, Video3DDataset, pool_cells, read_object_labels, read_processed
-from .step import Video3DForTraining, answer_video_attention, pad_batch, video_token_targets
 from .recipes import ANSWER_LOSS_TASKS
+from .step import Video3DForTraining, answer_video_attention, pad_batch, video_token_targets
 
 
 def load_for_diagnostics(checkpoint: str | Path, data_root: str | Path,

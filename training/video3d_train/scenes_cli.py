@@ -80,6 +80,11 @@ def generate(cfg: GenerateConfig, out: Path, progress: bool = True,
     boxes: dict[str, dict[str, list[float]]] = {}
     n_stored = len(range(0, cfg.trajectory.n_frames, cfg.write.frame_stride))
     if annotations_only:
+        rooms = out / "scannet" / "posed_images"
+        found = sum(1 for p in rooms.iterdir() if p.is_dir()) if rooms.is_dir() else 0
+        if found != cfg.num_scenes:  # fewer would drop rooms' questions, more would invent them
+            raise FileNotFoundError(f"--annotations-only: {rooms} holds {found} rooms, "
+                                    f"--num-scenes says {cfg.num_scenes}")
         bar = tqdm(total=cfg.num_scenes, unit="scene", disable=not progress, desc="annotating")
     else:
         bar = tqdm(total=cfg.num_scenes * n_stored, unit="frame", disable=not progress, desc="rendering")
@@ -88,9 +93,18 @@ def generate(cfg: GenerateConfig, out: Path, progress: bool = True,
         scene = generate_scene(cfg.scene_seed(i), f"scene{i:04d}_00", cfg.scene)
         if annotations_only:
             posed = out / "scannet" / "posed_images" / scene.scene_id
+            cloud = out / "scannet" / "pcd_with_object_aabbs" / split / f"{scene.scene_id}.npz"
             if not posed.is_dir():
                 raise FileNotFoundError(f"--annotations-only: {posed} does not exist; generate "
                                         f"{cfg.num_scenes} scenes there first (same --seed)")
+            if not cloud.is_file():  # rendered, but into the other split
+                raise FileNotFoundError(f"--annotations-only: {cloud} does not exist; was "
+                                        f"{scene.scene_id} generated with another --val-fraction?")
+            graph = out / "scannet" / "scans" / scene.scene_id / f"{scene.scene_id}_objects.json"
+            written_seed = json.loads(graph.read_text()).get("seed") if graph.is_file() else None
+            if written_seed != scene.seed:
+                raise FileNotFoundError(f"--annotations-only: {graph} is of room seed {written_seed}, "
+                                        f"this --seed makes {scene.seed}")
             bar.update(1)
         else:
             files = write_scene(scene, out, split=split, render_config=cfg.render,
