@@ -64,6 +64,25 @@ class GenerateConfig:
         return self.seed * 1_000_003 + index
 
 
+class OutputMismatch(Exception):
+    """An existing output is not the one ``--annotations-only`` was told it is."""
+
+
+def check_rendered(out: Path, scene_id: str, seed: int, split: str) -> None:
+    """Raise :class:`OutputMismatch` unless ``out`` holds room ``scene_id`` rendered from
+    ``seed`` into ``split`` (its scene-graph file records the seed; the split is the
+    folder of its point cloud)."""
+    graph = out / "scannet" / "scans" / scene_id / f"{scene_id}_objects.json"
+    written_seed = json.loads(graph.read_text()).get("seed") if graph.is_file() else None
+    if written_seed != seed:
+        raise OutputMismatch(f"--annotations-only: {graph} is of room seed {written_seed}, "
+                             f"this --seed makes {seed}")
+    cloud = out / "scannet" / "pcd_with_object_aabbs" / split / f"{scene_id}.npz"
+    if not cloud.is_file():
+        raise OutputMismatch(f"--annotations-only: {cloud} does not exist; was {scene_id} "
+                             f"generated with another --val-fraction?")
+
+
 def generate(cfg: GenerateConfig, out: Path, progress: bool = True,
              annotations_only: bool = False) -> dict[str, dict[str, int]]:
     """Generate everything under ``out``; returns record counts per split and file kind.
@@ -83,8 +102,8 @@ def generate(cfg: GenerateConfig, out: Path, progress: bool = True,
         rooms = out / "scannet" / "posed_images"
         found = sum(1 for p in rooms.iterdir() if p.is_dir()) if rooms.is_dir() else 0
         if found != cfg.num_scenes:  # fewer would drop rooms' questions, more would invent them
-            raise FileNotFoundError(f"--annotations-only: {rooms} holds {found} rooms, "
-                                    f"--num-scenes says {cfg.num_scenes}")
+            raise OutputMismatch(f"--annotations-only: {rooms} holds {found} rooms, "
+                                 f"--num-scenes says {cfg.num_scenes}")
         bar = tqdm(total=cfg.num_scenes, unit="scene", disable=not progress, desc="annotating")
     else:
         bar = tqdm(total=cfg.num_scenes * n_stored, unit="frame", disable=not progress, desc="rendering")
@@ -92,19 +111,7 @@ def generate(cfg: GenerateConfig, out: Path, progress: bool = True,
         split = cfg.split_of(i)
         scene = generate_scene(cfg.scene_seed(i), f"scene{i:04d}_00", cfg.scene)
         if annotations_only:
-            posed = out / "scannet" / "posed_images" / scene.scene_id
-            cloud = out / "scannet" / "pcd_with_object_aabbs" / split / f"{scene.scene_id}.npz"
-            if not posed.is_dir():
-                raise FileNotFoundError(f"--annotations-only: {posed} does not exist; generate "
-                                        f"{cfg.num_scenes} scenes there first (same --seed)")
-            if not cloud.is_file():  # rendered, but into the other split
-                raise FileNotFoundError(f"--annotations-only: {cloud} does not exist; was "
-                                        f"{scene.scene_id} generated with another --val-fraction?")
-            graph = out / "scannet" / "scans" / scene.scene_id / f"{scene.scene_id}_objects.json"
-            written_seed = json.loads(graph.read_text()).get("seed") if graph.is_file() else None
-            if written_seed != scene.seed:
-                raise FileNotFoundError(f"--annotations-only: {graph} is of room seed {written_seed}, "
-                                        f"this --seed makes {scene.seed}")
+            check_rendered(out, scene.scene_id, scene.seed, split)
             bar.update(1)
         else:
             files = write_scene(scene, out, split=split, render_config=cfg.render,
@@ -193,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         counts = generate(cfg, a.out, annotations_only=a.annotations_only)
-    except FileNotFoundError as e:
+    except OutputMismatch as e:
         p.error(str(e))
     dt = time.perf_counter() - t0
     print(json.dumps({"scenes": cfg.num_scenes, "seconds": round(dt, 1), "records": counts}, indent=1))
