@@ -1,0 +1,111 @@
+"""A fresh language side of another shape under a checkpoint's vision tower.
+
+The ``tiny`` decoder (96 wide, 2 layers) learns one kind of question at a time but not all
+of them together (BENCHMARKS.md). To try a larger one without re-learning what the vision
+tower already sees, this writes a checkpoint whose vision tower (and tokenizer) are the
+given checkpoint's and whose every part that depends on the decoder's width — projector,
+position encoding, token embeddings, decoder, grounding head — is freshly drawn at the new
+shape. It computes something new: train it (``model.init: checkpoint``), best after
+``video3d-vision-pretrain --head words`` has aligned the new projector with the new token
+embeddings.
+
+    python -m video3d_train.widen --checkpoint runs/vpw9 --text-hidden 192 --text-layers 4 \\
+        --text-intermediate 384 --text-heads 6 --text-kv-heads 2 --out runs/w192
+
+(Unlike ``video3d-grow``, which deepens a decoder keeping its outputs, nothing of the
+language side survives here.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+from video3d_ros.model.build import build_empty, materialize
+from video3d_ros.model.checkpoint import LoadedModel, load_pretrained, save_pretrained
+from video3d_ros.model.config import RandomInit
+from video3d_ros.model.modeling import Video3DModel
+
+KEPT_PREFIX = "vision_tower."  # the only weights carried over
+
+
+@dataclass(frozen=True)
+class TextShape:
+    """The decoder's size; every field in the units of ``TextConfig``."""
+
+    hidden_size: int
+    num_layers: int
+    intermediate_size: int
+    num_heads: int
+    num_kv_heads: int
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "num_layers", "intermediate_size", "num_heads",
+                     "num_kv_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
+                             f"num_heads {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads {self.num_heads} is not a multiple of "
+                             f"num_kv_heads {self.num_kv_heads}")
+
+
+def widened(loaded: LoadedModel, shape: TextShape, seed: int = 0,
+            init: RandomInit = RandomInit.FAN_IN) -> Video3DModel:
+    """A model with ``loaded``'s vision tower and a fresh language side of ``shape``."""
+    config = copy.deepcopy(loaded.model.config)
+    t = config.text
+    t.hidden_size, t.num_layers = shape.hidden_size, shape.num_layers
+    t.intermediate_size, t.num_heads = shape.intermediate_size, shape.num_heads
+    t.num_kv_heads = shape.num_kv_heads
+    t.__post_init__()
+    runtime = loaded.runtime
+    model = materialize(build_empty(config, runtime.attn_implementation), runtime, seed=seed,
+                        init=init)
+    state = model.state_dict()
+    kept = {k: v for k, v in loaded.model.state_dict().items() if k.startswith(KEPT_PREFIX)}
+    if not kept:
+        raise ValueError(f"the checkpoint has no weights under {KEPT_PREFIX!r}")
+    for k, v in kept.items():
+        if k not in state or tuple(state[k].shape) != tuple(v.shape):
+            raise ValueError(f"vision tower weight {k} {tuple(v.shape)} does not fit the new "
+                             f"model ({tuple(state[k].shape) if k in state else 'absent'})")
+        state[k] = v.clone()
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="video3d-widen", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory (our format)")
+    p.add_argument("--text-hidden", type=int, required=True, help="decoder width")
+    p.add_argument("--text-layers", type=int, required=True, help="decoder layers")
+    p.add_argument("--text-intermediate", type=int, required=True, help="MLP width")
+    p.add_argument("--text-heads", type=int, required=True, help="attention heads")
+    p.add_argument("--text-kv-heads", type=int, required=True, help="key/value heads")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fresh weights")
+    p.add_argument("--init", default=RandomInit.FAN_IN.value,
+                   choices=[r.value for r in RandomInit], help="draw of the fresh weights")
+    p.add_argument("--out", type=Path, required=True, help="directory to write")
+    args = p.parse_args(argv)
+    loaded = load_pretrained(args.checkpoint)
+    try:
+        shape = TextShape(args.text_hidden, args.text_layers, args.text_intermediate,
+                          args.text_heads, args.text_kv_heads)
+        model = widened(loaded, shape, args.seed, RandomInit(args.init))
+    except ValueError as e:
+        p.error(str(e))
+    save_pretrained(model, loaded.tokenizer, args.out, trained_frames=loaded.trained_frames)
+    n = sum(v.numel() for v in model.parameters())
+    print(f"{args.checkpoint}: vision tower kept, language side {shape} drawn fresh "
+          f"({n / 1e6:.2f} M parameters) → {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
