@@ -10,7 +10,7 @@ from video3d_ros.model.checkpoint import load_pretrained
 from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
 from video3d_train.data import SceneStore, Video3DDataset, read_processed
 from video3d_train.step import Video3DForTraining
-from video3d_train.widen import TextShape, main
+from video3d_train.widen import SHAPE_FIELDS, main, widened
 
 
 def test_widened_checkpoint_keeps_the_tower_and_draws_the_rest(generated_root, tmp_path):
@@ -41,13 +41,16 @@ def test_widened_checkpoint_keeps_the_tower_and_draws_the_rest(generated_root, t
 
 
 @pytest.mark.parametrize("shape, message", [
-    ((100, 2, 192, 6, 2), "not a multiple of num_heads"),
-    ((96, 2, 192, 4, 3), "not a multiple of num_kv_heads"),
-    ((96, 0, 192, 4, 2), "num_layers must be positive"),
+    ((100, 2, 192, 6, 2), "hidden_size 100 is not divisible by num_heads 6"),
+    ((96, 2, 192, 4, 3), "num_heads 4 is not divisible by num_kv_heads 3"),
+    ((96, 0, 192, 4, 2), "num_layers"),
 ])
-def test_text_shape_says_what_is_wrong(shape, message):
+def test_a_bad_shape_is_refused_with_what_is_wrong(shape, message):
+    loaded = load_pretrained(EMBEDDED_MODEL_DIR)
     with pytest.raises(ValueError, match=message):
-        TextShape(*shape)
+        widened(loaded, dict(zip(SHAPE_FIELDS, shape)))
+    with pytest.raises(ValueError, match="not decoder shape fields"):
+        widened(loaded, {"vocab_size": 10})
 
 
 def test_cli_refuses_a_bad_shape_before_writing(tmp_path, capsys):
@@ -55,5 +58,5 @@ def test_cli_refuses_a_bad_shape_before_writing(tmp_path, capsys):
         main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--text-hidden", "100",
               "--text-layers", "2", "--text-intermediate", "192", "--text-heads", "6",
               "--text-kv-heads", "2", "--out", str(tmp_path / "bad")])
-    assert "not a multiple of num_heads" in capsys.readouterr().err
+    assert "not divisible by num_heads" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

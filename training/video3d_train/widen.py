@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 
 from video3d_ros.model.build import build_empty, materialize
@@ -31,38 +31,19 @@ from video3d_ros.model.modeling import Video3DModel
 KEPT_PREFIX = "vision_tower."  # the only weights carried over
 
 
-@dataclass(frozen=True)
-class TextShape:
-    """The decoder's size; every field in the units of ``TextConfig``."""
-
-    hidden_size: int
-    num_layers: int
-    intermediate_size: int
-    num_heads: int
-    num_kv_heads: int
-
-    def __post_init__(self) -> None:
-        for name in ("hidden_size", "num_layers", "intermediate_size", "num_heads",
-                     "num_kv_heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
-                             f"num_heads {self.num_heads}")
-        if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"num_heads {self.num_heads} is not a multiple of "
-                             f"num_kv_heads {self.num_kv_heads}")
+# the decoder's size: the ``TextConfig`` fields this tool sets (validated by TextConfig)
+SHAPE_FIELDS = ("hidden_size", "num_layers", "intermediate_size", "num_heads", "num_kv_heads")
 
 
-def widened(loaded: LoadedModel, shape: TextShape, seed: int = 0,
+def widened(loaded: LoadedModel, shape: dict[str, int], seed: int = 0,
             init: RandomInit = RandomInit.FAN_IN) -> Video3DModel:
-    """A model with ``loaded``'s vision tower and a fresh language side of ``shape``."""
+    """A model with ``loaded``'s vision tower and a fresh language side of ``shape`` (keys:
+    ``SHAPE_FIELDS``); ValueError when the shape is not a valid decoder."""
+    unknown = set(shape) - set(SHAPE_FIELDS)
+    if unknown:
+        raise ValueError(f"not decoder shape fields: {sorted(unknown)} (known: {SHAPE_FIELDS})")
     config = copy.deepcopy(loaded.model.config)
-    t = config.text
-    t.hidden_size, t.num_layers = shape.hidden_size, shape.num_layers
-    t.intermediate_size, t.num_heads = shape.intermediate_size, shape.num_heads
-    t.num_kv_heads = shape.num_kv_heads
-    t.__post_init__()
+    config.text = dataclasses.replace(config.text, **shape)  # runs TextConfig's checks
     runtime = loaded.runtime
     model = materialize(build_empty(config, runtime.attn_implementation), runtime, seed=seed,
                         init=init)
@@ -95,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     loaded = load_pretrained(args.checkpoint)
     try:
-        shape = TextShape(args.text_hidden, args.text_layers, args.text_intermediate,
-                          args.text_heads, args.text_kv_heads)
+        shape = dict(zip(SHAPE_FIELDS, (args.text_hidden, args.text_layers,
+                                        args.text_intermediate, args.text_heads,
+                                        args.text_kv_heads)))
         model = widened(loaded, shape, args.seed, RandomInit(args.init))
     except ValueError as e:
         p.error(str(e))
