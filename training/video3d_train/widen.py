@@ -28,9 +28,6 @@ from video3d_ros.model.checkpoint import LoadedModel, load_pretrained, save_pret
 from video3d_ros.model.config import RandomInit
 from video3d_ros.model.modeling import Video3DModel
 
-KEPT_PREFIX = "vision_tower."  # the only weights carried over
-
-
 # the decoder's size: the ``TextConfig`` fields this tool sets (validated by TextConfig)
 SHAPE_FIELDS = ("hidden_size", "num_layers", "intermediate_size", "num_heads", "num_kv_heads")
 
@@ -47,16 +44,8 @@ def widened(loaded: LoadedModel, shape: dict[str, int], seed: int = 0,
     runtime = loaded.runtime
     model = materialize(build_empty(config, runtime.attn_implementation), runtime, seed=seed,
                         init=init)
-    state = model.state_dict()
-    kept = {k: v for k, v in loaded.model.state_dict().items() if k.startswith(KEPT_PREFIX)}
-    if not kept:
-        raise ValueError(f"the checkpoint has no weights under {KEPT_PREFIX!r}")
-    for k, v in kept.items():
-        if k not in state or tuple(state[k].shape) != tuple(v.shape):
-            raise ValueError(f"vision tower weight {k} {tuple(v.shape)} does not fit the new "
-                             f"model ({tuple(state[k].shape) if k in state else 'absent'})")
-        state[k] = v.clone()
-    model.load_state_dict(state, strict=True)
+    # the vision config is the checkpoint's, so the tower's weights fit (strict load)
+    model.vision_tower.load_state_dict(loaded.model.vision_tower.state_dict())
     return model.eval()
 
 
