@@ -31,6 +31,9 @@ def test_resume_matches_uninterrupted(generated_root, tmp_path):
     train(_recipe(generated_root), part, stop_after_steps=2, progress_bar=False)
     assert latest_checkpoint(part).name == "step-0000002"
     assert not (part / "final").exists()
+    # the history so far is on disk at every checkpoint, not only at the end
+    h_cut = [json.loads(x) for x in (part / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in h_cut] == [1, 2]
     train(_recipe(generated_root), part, resume=True, progress_bar=False)
     a, b = _weights(full), _weights(part)
     assert a.keys() == b.keys()
@@ -45,6 +48,8 @@ def test_resume_matches_uninterrupted(generated_root, tmp_path):
     assert [h["step"] for h in h_part] == [1, 2, 3, 4]
     for x, y in zip(h_full, h_part):
         assert abs(x["loss"] - y["loss"]) < 1e-4
+        # the gradient norm before clipping (recipe grad_clip 1.0), logged per step
+        assert x["grad_norm"] > 0 and abs(x["grad_norm"] - y["grad_norm"]) < 1e-3 * x["grad_norm"]
     assert (full / "loss.png").stat().st_size > 0 and (full / "lr.png").stat().st_size > 0
 
 

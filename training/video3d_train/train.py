@@ -12,7 +12,9 @@
 Distribution, mixed precision and gradient accumulation come from
 ``accelerate`` (FSDP or DeepSpeed plugins); the data order is a seeded
 ``DistributedSampler`` per epoch. The run directory holds ``recipe.yaml``,
-``tokenizer/``, ``history.jsonl``, ``checkpoints/`` (atomic, resumable; the model and
+``tokenizer/``, ``history.jsonl`` (one row per logged step: the losses, the gradient norm before
+clipping, the learning rates; rewritten at every checkpoint, so a running or killed run has
+one), ``checkpoints/`` (atomic, resumable; the model and
 optimiser through accelerate's ``save_state``, sharded per process under FSDP / ZeRO-3),
 ``loss.png`` + ``lr.png`` and ``final/`` (our checkpoint format, loadable with
 ``video3d_ros.model.checkpoint.load_pretrained``).
@@ -34,6 +36,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from video3d_ros.files import atomic_write_bytes
 from video3d_ros.model.build import build_empty, materialize, reinitialize
 from video3d_ros.model.checkpoint import load_pretrained, load_tokenizer, save_pretrained
 from video3d_ros.model.config import Video3DConfig
@@ -247,8 +250,16 @@ def micro_batches(dataset: Video3DDataset, batches: list[list[int]], num_workers
 LOSS_KEYS = ("loss", "lm_loss", "ground_loss", "attention_loss", "readout_loss")  # logged per step (StepOutput)
 
 
+def save_history(history: list[dict], out_dir: Path) -> None:
+    """history.jsonl (atomically) and the two plots of :func:`save_plots`."""
+    atomic_write_bytes(out_dir / "history.jsonl",
+                       "".join(json.dumps(row) + "\n" for row in history).encode())
+    save_plots(history, out_dir)
+
+
 def save_plots(history: list[dict], out_dir: Path) -> None:
-    """loss.png (total, LM, grounding, answer attention/readout) and lr.png (both groups) from the history."""
+    """loss.png (total, LM, grounding, answer attention/readout; the gradient norm before
+    clipping, dashed) and lr.png (both groups) from the history."""
     if not history:
         return
     import matplotlib
@@ -262,8 +273,11 @@ def save_plots(history: list[dict], out_dir: Path) -> None:
         values = [h.get(key, 0.0) for h in history]
         if any(v > 0 for v in values):  # a loss the run does not have stays off the log plot
             ax.plot(steps, values, label=key)
+    norms = [(h["step"], h["grad_norm"]) for h in history if h.get("grad_norm", 0.0) > 0]
+    if norms:
+        ax.plot(*zip(*norms), "--", color="0.4", label="grad norm (before clipping)")
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss / gradient norm")
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
@@ -360,11 +374,13 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
             save_training_checkpoint(out, progress, {"scheduler": scheduler.state_dict(),
                                                      "history": history}, partial=partial,
                                      keep_last=recipe.keep_checkpoints)
+            save_history(history, out)
         accel.wait_for_everyone()
 
     bar = tqdm(total=pl.total_steps, initial=progress.step, desc="train", unit="step",
                disable=not (progress_bar and accel.is_local_main_process), dynamic_ncols=True)
     acc = dict.fromkeys(LOSS_KEYS, 0.0) | {"n": 0}
+    grad_norms: list[float] = []  # per optimiser step of the logging window, before clipping
     t0 = time.time()
     wrapper.train()
     while progress.step < pl.total_steps:
@@ -375,7 +391,9 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
                 res = wrapper(items)
                 accel.backward(res.loss)
                 if accel.sync_gradients and o.grad_clip:
-                    accel.clip_grad_norm_(wrapper.parameters(), o.grad_clip)
+                    norm = accel.clip_grad_norm_(wrapper.parameters(), o.grad_clip)
+                    if norm is not None:  # DeepSpeed clips inside its engine and returns None
+                        grad_norms.append(float(norm))
                 optimizer.step()
                 if accel.sync_gradients:
                     scheduler.step()
@@ -392,14 +410,18 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
                 lrs = scheduler.get_last_lr()
                 row = {"step": progress.step, **{k: acc[k] / acc["n"] for k in LOSS_KEYS},
                        "lr": lrs[0], "vision_lr": lrs[1], "elapsed_s": time.time() - t0}
+                if grad_norms:
+                    row["grad_norm"] = sum(grad_norms) / len(grad_norms)
                 history.append(row)
                 acc = dict.fromkeys(LOSS_KEYS, 0.0) | {"n": 0}
+                grad_norms = []
                 bar.set_postfix(loss=f"{row['loss']:.3f}", lm=f"{row['lm_loss']:.3f}",
                                 ground=f"{row['ground_loss']:.3f}",
                                 **({"attn": f"{row['attention_loss']:.3f}"}
                                    if recipe.answer_attention_loss_scale else {}),
                                 **({"read": f"{row['readout_loss']:.3f}"}
-                                   if recipe.answer_readout_loss_scale else {}))
+                                   if recipe.answer_readout_loss_scale else {}),
+                                **({"gnorm": f"{row['grad_norm']:.2f}"} if "grad_norm" in row else {}))
             stop = stop_after_steps is not None and progress.step >= stop_after_steps
             if progress.step % recipe.save_every_steps == 0 or progress.step == pl.total_steps \
                     or stop:
@@ -414,10 +436,7 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     # call), the module's own under data parallel
     full_state = {k.removeprefix("model."): v for k, v in accel.get_state_dict(wrapper).items()}
     if accel.is_main_process:
-        with open(out / "history.jsonl", "w") as f:
-            for row in history:
-                f.write(json.dumps(row) + "\n")
-        save_plots(history, out)
+        save_history(history, out)
         final = materialize(build_empty(model.config), Runtime(torch.device("cpu"), next(
             v.dtype for v in full_state.values() if v.is_floating_point()), "sdpa"),
             full_state, where="the trained weights")
