@@ -380,7 +380,9 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     bar = tqdm(total=pl.total_steps, initial=progress.step, desc="train", unit="step",
                disable=not (progress_bar and accel.is_local_main_process), dynamic_ncols=True)
     acc = dict.fromkeys(LOSS_KEYS, 0.0) | {"n": 0}
-    grad_norms: list[float] = []  # per optimiser step of the logging window, before clipping
+    # per optimiser step of the logging window, before clipping; kept as tensors so that a GPU
+    # run synchronises once per logged row, not once per step
+    grad_norms: list[torch.Tensor] = []
     t0 = time.time()
     wrapper.train()
     while progress.step < pl.total_steps:
@@ -393,7 +395,7 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
                 if accel.sync_gradients and o.grad_clip:
                     norm = accel.clip_grad_norm_(wrapper.parameters(), o.grad_clip)
                     if norm is not None:  # DeepSpeed clips inside its engine and returns None
-                        grad_norms.append(float(norm))
+                        grad_norms.append(torch.as_tensor(norm).detach().float())
                 optimizer.step()
                 if accel.sync_gradients:
                     scheduler.step()
@@ -411,7 +413,7 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
                 row = {"step": progress.step, **{k: acc[k] / acc["n"] for k in LOSS_KEYS},
                        "lr": lrs[0], "vision_lr": lrs[1], "elapsed_s": time.time() - t0}
                 if grad_norms:
-                    row["grad_norm"] = sum(grad_norms) / len(grad_norms)
+                    row["grad_norm"] = float(torch.stack(grad_norms).mean())
                 history.append(row)
                 acc = dict.fromkeys(LOSS_KEYS, 0.0) | {"n": 0}
                 grad_norms = []
