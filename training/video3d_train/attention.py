@@ -287,6 +287,15 @@ def token_probe(loaded: LoadedModel, store: SceneStore, train_scenes: list[str],
             "train_tokens": len(y_tr), "val_tokens": len(y_va), "classes": classes}
 
 
+def print_report(res: dict, out: Path | None) -> None:
+    """A diagnostic's result as indented JSON on stdout and, with ``out``, in that file."""
+    text = json.dumps(res, indent=2)
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="video3d-attention", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -325,11 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         val = scene_ids(root, "val")[:args.probe_val_rooms]
         for label in labels:
             res[f"token_{label.name.lower()}_probe"] = token_probe(loaded, store, train, val, label)
-    text = json.dumps(res, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    print_report(res, args.out)
     return 0
 
 

@@ -23,7 +23,6 @@ by the recipe's ``answer_*_loss_scale`` for what a run adds.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from tqdm import tqdm
 
 from video3d_ros.model.checkpoint import LoadedModel
 
-from .attention import load_for_diagnostics
+from .attention import load_for_diagnostics, print_report
 from .data import Item, SceneStore, Video3DDataset, read_processed
 from .metrics import Task
 from .recipes import ANSWER_LOSS_TASKS
@@ -136,11 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded, store = load_for_diagnostics(args.checkpoint, args.data_root, args.num_frames)
     res = loss_gradients(loaded, store, args.files, args.batches, args.batch_size, args.seed,
                          tasks)
-    text = json.dumps(res, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    print_report(res, args.out)
     return 0
 
 
