@@ -24,7 +24,7 @@ def _by_weight(model, flat: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def _zero(term: torch.Tensor, paper: torch.Tensor) -> bool:
-    """A term's gradient is the difference of two gradients: zero up to float rounding."""
+    """Zero up to float rounding, next to the paper loss's gradient on the same weight."""
     return float(term.abs().max()) <= 1e-4 * float(paper.abs().max())
 
 

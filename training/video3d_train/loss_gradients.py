@@ -41,30 +41,27 @@ TERMS = ("paper", "attention", "readout")
 
 
 def _flat_gradient(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
     return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
                       for g, p in zip(grads, params)])
 
 
 def term_gradients(loaded: LoadedModel, items: list[Item]) -> tuple[dict[str, torch.Tensor], int]:
     """Each of :data:`TERMS`' gradient (flattened over the trainable weights) on ``items``,
-    and how many items the answer terms apply to. The answer terms' gradients are the
-    difference of two steps' (paper + term, paper): the training step returns the sum."""
-    model = loaded.model
-    params = [p for p in model.parameters() if p.requires_grad]
-    pad = loaded.tokenizer.pad_token_id
-
-    def grad(attention: float, readout: float) -> tuple[torch.Tensor, int]:
-        step = Video3DForTraining(model, pad, answer_attention_loss_scale=attention,
-                                  answer_readout_loss_scale=readout)
-        out = step(items)
-        return _flat_gradient(out.loss, params), max(out.n_attention, out.n_readout)
-
-    paper, _ = grad(0.0, 0.0)
-    with_attention, n_attention = grad(1.0, 0.0)
-    with_readout, n_readout = grad(0.0, 1.0)
-    return ({"paper": paper, "attention": with_attention - paper, "readout": with_readout - paper},
-            max(n_attention, n_readout))
+    from one forward pass, and how many items the answer terms apply to."""
+    params = [p for p in loaded.model.parameters() if p.requires_grad]
+    # scales > 0 switch the decoder to eager attention (weights readable); the terms below are
+    # taken apart, so the scales themselves do not enter
+    step = Video3DForTraining(loaded.model, loaded.tokenizer.pad_token_id,
+                              answer_attention_loss_scale=1.0, answer_readout_loss_scale=1.0)
+    res = step.terms(items, attention=True, readout=True)
+    losses = {"paper": res.lm_loss + step.ground_loss_scale * res.ground_loss,
+              "attention": res.attention_loss, "readout": res.readout_loss}
+    grads = {}
+    for k, loss in losses.items():
+        grads[k] = (_flat_gradient(loss, params) if loss.requires_grad
+                    else torch.zeros(sum(p.numel() for p in params)))
+    return grads, max(res.n_attention, res.n_readout)
 
 
 def loss_gradients(loaded: LoadedModel, store: SceneStore, files: list[str], batches: int,

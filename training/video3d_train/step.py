@@ -19,7 +19,7 @@ for the language model; every grounding item then scores its candidates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -225,10 +225,21 @@ class Video3DForTraining(nn.Module):
             model.language_model.set_attn_implementation("eager")
 
     def forward(self, items: list[Item]) -> StepOutput:
-        want_attention = self.answer_attention_loss_scale > 0 and any(
-            it.answer_cells is not None for it in items)
-        want_readout = self.answer_readout_loss_scale > 0 and any(
-            it.answer_cells is not None for it in items)
+        res = self.terms(items, self.answer_attention_loss_scale > 0,
+                         self.answer_readout_loss_scale > 0)
+        return replace(res, lm_loss=res.lm_loss.detach(), ground_loss=res.ground_loss.detach(),
+                       attention_loss=res.attention_loss.detach(),
+                       readout_loss=res.readout_loss.detach())
+
+    def terms(self, items: list[Item], attention: bool, readout: bool) -> StepOutput:
+        """The step's output with each term still in the graph (``forward`` detaches them),
+        the answer terms computed when asked even at scale 0: per-term gradients
+        (``video3d-loss-gradients``) from one forward pass."""
+        if attention and self.model.language_model.config._attn_implementation != "eager":
+            raise ValueError("the answer-attention term needs the eager attention implementation "
+                             "(attention weights); load the model with it")
+        want_attention = attention and any(it.answer_cells is not None for it in items)
+        want_readout = readout and any(it.answer_cells is not None for it in items)
         padded = pad_batch(items, self.pad_id)
         seen: dict[str, torch.Tensor] = {}
         hooks = []
@@ -274,8 +285,7 @@ class Video3DForTraining(nn.Module):
                 padded[1].to(r_loss.device), self.answer_attention_heads,
                 cfg.text.hidden_size // cfg.text.num_heads, objects)
             loss = loss + self.answer_readout_loss_scale * r_loss
-        return StepOutput(loss, out.loss.detach(), g_loss.detach(), len(ground),
-                          a_loss.detach(), n_att, r_loss.detach(), n_read)
+        return StepOutput(loss, out.loss, g_loss, len(ground), a_loss, n_att, r_loss, n_read)
 
     def run(self, items: list[Item], with_labels: bool, output_attentions: bool = False,
             padded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
