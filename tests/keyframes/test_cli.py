@@ -78,3 +78,28 @@ def test_cli_errors_name_the_file(scan_dir, tmp_path, capsys):
     assert "pose/00000.txt" in capsys.readouterr().err
     assert main([str(scan_dir), "--strategy", "max-cov"]) == 2
     assert "valid names" in capsys.readouterr().err
+
+
+def test_cli_several_scans_one_record_each(scan_dir, scene_module, tmp_path, capsys):
+    other = scene_module.write_scannet_layout(
+        scene_module.make_scan(n_frames=12, height_px=48, width_px=64, seed=2), tmp_path / "scene0002_00")
+    out = tmp_path / "sel.json"
+    assert main([str(scan_dir), str(other), "--out", str(out), "--max-frames", "5"]) == 0
+    recs = json.loads(out.read_text())
+    assert [r["video_id"] for r in recs] == [f"scannet/{scan_dir.name}", "scannet/scene0002_00"]
+    assert main([str(other), "--out", str(tmp_path / "one.json"), "--max-frames", "5"]) == 0
+    assert json.loads((tmp_path / "one.json").read_text())[0] == recs[1]  # as if alone
+    assert "2 scans:" in capsys.readouterr().out
+    # per-scan options with several scans, and two scans with one name, are refused
+    assert main([str(scan_dir), str(other), "--video-id", "x", "--out", str(out)]) == 2
+    assert "--video-id describe one scan; 2 were given" in capsys.readouterr().err
+    assert main([str(scan_dir), str(scan_dir), "--out", str(out)]) == 2
+    assert "same directory name" in capsys.readouterr().err
+    # a bad scan among several names its file and writes nothing
+    bad = tmp_path / "scene0003_00"
+    for sub in ("depth", "color", "pose", "intrinsic"):
+        (bad / sub).mkdir(parents=True)
+    out.unlink()
+    assert main([str(scan_dir), str(bad), "--out", str(out)]) == 1
+    assert "scene0003_00/intrinsic/intrinsic_depth.txt" in capsys.readouterr().err
+    assert not out.exists()

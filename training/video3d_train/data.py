@@ -301,6 +301,20 @@ def uniform_frame_numbers(scan_dir: Path, num_frames: int) -> list[int]:
     return [frames[i].index for i in uniform_indices(len(frames), num_frames)]
 
 
+def sampled_frame_numbers(scan_dir: Path, num_frames: int, sampling: SamplingStrategy,
+                          selection: dict[str, dict[str, Any]] | None) -> list[int]:
+    """The frames a sample of the scan at ``scan_dir`` (named by its scene id) is given:
+    ``uniform`` spaces ``num_frames`` evenly over the frames on disk; the max-coverage
+    variants take the selection file's first ``num_frames`` picks (cut at the ratio)."""
+    if sampling is SamplingStrategy.UNIFORM:
+        return uniform_frame_numbers(scan_dir, num_frames)
+    if selection is None:
+        raise ValueError(f"sampling {sampling.value} needs a selection file")
+    if scan_dir.name not in selection:
+        raise DataError(f"selection file has no record for scene {scan_dir.name}")
+    return selected_frame_numbers(selection[scan_dir.name], sampling, num_frames)
+
+
 class SceneStore:
     """Loads scenes from the posed-images layout (and caches them in memory).
 
@@ -329,11 +343,8 @@ class SceneStore:
         return self.root / "scannet" / "posed_images" / scene_id
 
     def frame_numbers(self, scene_id: str) -> list[int]:
-        if self.selection is None or self.sampling is SamplingStrategy.UNIFORM:
-            return uniform_frame_numbers(self.scan_dir(scene_id), self.num_frames)
-        if scene_id not in self.selection:
-            raise DataError(f"selection file has no record for scene {scene_id}")
-        return selected_frame_numbers(self.selection[scene_id], self.sampling, self.num_frames)
+        return sampled_frame_numbers(self.scan_dir(scene_id), self.num_frames, self.sampling,
+                                     self.selection)
 
     def load(self, scene_id: str) -> SceneTensors:
         if self._cache is not None and scene_id in self._cache:

@@ -15,7 +15,9 @@ Grounding scores come from the same forward the model is trained with (the
 hidden state at ``<ground>``); answers and captions from the inference
 engine's greedy decoding with the visual-prefix cache (one scene at a time).
 Proposals: ``--proposals`` JSON (scene → boxes) or, without it, the scene's
-ground-truth boxes.
+ground-truth boxes. Frames: ``--num-frames`` uniform ones, or with ``--sampling
+max-coverage[-0.90|-0.95] --selection-file selection.json`` the paper's
+max-coverage picks (a ``video3d-keyframes`` file over the scans).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 from tqdm import tqdm
 
 from video3d_ros.geometry import Box3D, box_iou_matrix
+from video3d_ros.keyframes import SamplingStrategy
 from video3d_ros.model.checkpoint import load_pretrained, trained_frames_of
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.runtime import detect_runtime
@@ -96,12 +99,14 @@ class Evaluator:
 
     def __init__(self, checkpoint: str | Path, data_root: str | Path, num_frames: int,
                  proposals: dict[str, np.ndarray] | None = None, device: str | None = None,
-                 batch_size: int = 8, max_new_tokens: int = 48, blind: bool = False):
+                 batch_size: int = 8, max_new_tokens: int = 48, blind: bool = False,
+                 sampling: SamplingStrategy = SamplingStrategy.UNIFORM,
+                 selection_file: str | Path | None = None):
         loaded = load_pretrained(checkpoint, detect_runtime(device))
         self.model, self.tok, self.processor = loaded.model, loaded.tokenizer, loaded.processor
         if blind:
             self.model.encode_frames = _blinded(self.model.encode_frames)
-        self.store = SceneStore(data_root, self.processor, num_frames)
+        self.store = SceneStore(data_root, self.processor, num_frames, sampling, selection_file)
         self.dataset = Video3DDataset([], self.store, max_length=1 << 30)
         self.step = Video3DForTraining(self.model, self.tok.pad_token_id)
         self.engine = Video3DEngine(self.model, self.processor, max_new_tokens=max_new_tokens)
@@ -176,7 +181,8 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, files: list[str], ou
              num_frames: int | None = None, proposals_file: str | Path | None = None,
              limit: int | None = None, device: str | None = None,
              progress: bool = True, meteor: bool = True,
-             blind: bool = False) -> dict[str, dict[str, float]]:
+             blind: bool = False, sampling: SamplingStrategy = SamplingStrategy.UNIFORM,
+             selection_file: str | Path | None = None) -> dict[str, dict[str, float]]:
     """Write results JSONL per task (sharded over torchrun ranks) and return the metrics.
 
     ``num_frames`` None: as many as the checkpoint was trained with (its config.json).
@@ -187,12 +193,13 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, files: list[str], ou
 
     if num_frames is None:
         num_frames = trained_frames_of(checkpoint)
-    log.info("%d frames per scene", num_frames)
+    log.info("%d frames per scene, %s", num_frames, sampling.value)
 
     state = PartialState(cpu=device == "cpu")
     out = Path(out_dir)
     props = read_proposals(proposals_file) if proposals_file else None
-    ev = Evaluator(checkpoint, data_root, num_frames, props, device, blind=blind)
+    ev = Evaluator(checkpoint, data_root, num_frames, props, device, blind=blind,
+                   sampling=sampling, selection_file=selection_file)
     for f in files:
         samples, _ = read_processed(Path(data_root) / f)
         samples = subset(samples, limit)
@@ -266,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path)
     p.add_argument("--num-frames", type=int, default=None,
                    help="frames per scene (default: as many as the checkpoint was trained with)")
+    p.add_argument("--sampling", default="uniform",
+                   help="frame sampling: uniform | max-coverage | max-coverage-0.90 | "
+                        "max-coverage-0.95 (the last three need --selection-file)")
+    p.add_argument("--selection-file", type=Path, default=None,
+                   help="max-coverage selection JSON (video3d-keyframes over the scans)")
     p.add_argument("--proposals", type=Path, default=None, help="scene → boxes JSON")
     p.add_argument("--limit", type=int, default=None, help="at most N questions per task")
     p.add_argument("--device", default=None)
@@ -289,9 +301,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.metrics_only:
         if not (args.checkpoint and args.data_root and args.files):
             p.error("--checkpoint, --data-root and --files are required unless --metrics-only")
+        try:
+            sampling = SamplingStrategy.parse(args.sampling)
+        except ValueError as e:
+            p.error(f"--sampling: {e}")
+        if sampling is not SamplingStrategy.UNIFORM and args.selection_file is None:
+            p.error(f"--sampling {sampling.value} needs --selection-file")
         res = evaluate(args.checkpoint, args.data_root, args.files, args.out, args.num_frames,
                        args.proposals, args.limit, args.device, meteor=not args.no_meteor,
-                       blind=args.blind)
+                       blind=args.blind, sampling=sampling,
+                       selection_file=args.selection_file)
     else:
         res = metrics_from_dir(args.out, meteor=not args.no_meteor)
     for task, m in res.items():

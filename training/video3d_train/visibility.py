@@ -21,15 +21,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data import DataError, uniform_frame_numbers
+from video3d_ros.keyframes.sampling import SamplingStrategy
+
+from .data import DataError, read_selection, sampled_frame_numbers
 from .metrics import scanqa_metrics
 
 
-def frame_masks(root: Path, scene_id: str, num_frames: int) -> list[np.ndarray]:
+def frame_masks(root: Path, scene_id: str, num_frames: int,
+                sampling: SamplingStrategy = SamplingStrategy.UNIFORM,
+                selection: dict[str, dict] | None = None) -> list[np.ndarray]:
     """Instance masks (object_id + 1; 0 = nothing) of the frames evaluation samples."""
     scan = root / "scannet" / "posed_images" / scene_id
     out = []
-    for n in uniform_frame_numbers(scan, num_frames):
+    for n in sampled_frame_numbers(scan, num_frames, sampling, selection):
         path = scan / "instance" / f"{n:05d}.png"
         try:
             with Image.open(path) as im:
@@ -45,7 +49,8 @@ def visible_pixels(masks: list[np.ndarray], object_ids: list[int]) -> list[int]:
 
 
 def visibility(root: str | Path, annotations: list[dict], num_frames: int,
-               min_pixels: int) -> dict[str, bool]:
+               min_pixels: int, sampling: SamplingStrategy = SamplingStrategy.UNIFORM,
+               selection: dict[str, dict] | None = None) -> dict[str, bool]:
     """question id → whether all its objects are visible (see the module docstring)."""
     root = Path(root)
     cache: dict[str, list[np.ndarray]] = {}
@@ -53,7 +58,7 @@ def visibility(root: str | Path, annotations: list[dict], num_frames: int,
     for a in annotations:
         sid = a["scene_id"]
         if sid not in cache:
-            cache[sid] = frame_masks(root, sid, num_frames)
+            cache[sid] = frame_masks(root, sid, num_frames, sampling, selection)
         ids = [int(i) for i in a.get("object_ids") or []]
         out[str(a["question_id"])] = bool(ids) and min(visible_pixels(cache[sid], ids)) >= min_pixels
     return out
@@ -85,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", required=True, type=Path)
     p.add_argument("--annotations", required=True,
                    help="annotation file with object_ids per question (under --data-root)")
-    p.add_argument("--frames", type=int, default=8, help="frames per scene (uniform sampling)")
+    p.add_argument("--frames", type=int, default=8, help="frames per scene")
+    p.add_argument("--sampling", default="uniform",
+                   help="uniform | max-coverage | max-coverage-0.90 | max-coverage-0.95")
+    p.add_argument("--selection-file", type=Path, default=None,
+                   help="video3d-keyframes selection file (max-coverage sampling)")
     p.add_argument("--min-pixels", type=int, default=20)
     p.add_argument("--results", help="a video3d-eval results file to split by visibility")
     args = p.parse_args(argv)
@@ -94,7 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         annotations = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         p.error(f"cannot read {path}: {e}")
-    vis = visibility(args.data_root, annotations, args.frames, args.min_pixels)
+    try:
+        sampling = SamplingStrategy.parse(args.sampling)
+    except ValueError as e:
+        p.error(f"--sampling: {e}")
+    if sampling is not SamplingStrategy.UNIFORM and args.selection_file is None:
+        p.error(f"--sampling {sampling.value} needs --selection-file")
+    try:
+        selection = read_selection(args.selection_file) if args.selection_file else None
+        vis = visibility(args.data_root, annotations, args.frames, args.min_pixels, sampling,
+                         selection)
+    except DataError as e:
+        p.error(str(e))
     if args.results:
         try:
             records = [json.loads(line) for line in Path(args.results).read_text().splitlines()
@@ -108,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{k}: {v['questions']} questions{em}")
     n = len(vis)
     print(f"{sum(vis.values())} of {n} questions ({100.0 * sum(vis.values()) / max(n, 1):.1f} %) "
-          f"have every object at >= {args.min_pixels} px in one of {args.frames} frames")
+          f"have every object at >= {args.min_pixels} px in one of {args.frames} frames "
+          f"({sampling.value})")
     return 0
 
 

@@ -1,19 +1,23 @@
-"""video3d-keyframes: offline frame selection for a recorded scan.
+"""video3d-keyframes: offline frame selection for recorded scans.
 
     video3d-keyframes SCAN_DIR --out selection.json --plot coverage.png
     video3d-keyframes SCAN_DIR --strategy max-coverage-0.95 --max-frames 32 \
         --axis-align scene0000_00.txt --scene-points scene_cloud.npy
+    video3d-keyframes data/posed_images/* --max-frames 32 --out selection.json
 
-Writes a JSON list with one record whose fields match the reference
+Writes a JSON list with one record per scan whose fields match the reference
 implementation's selection file (``video_id``, ``frame_files`` and
 ``voxel_nums`` in pick order, ``num_all_voxels``, ``num_select_voxels``) plus
-``frame_files_by_time``, ``strategy`` and ``coverage_ratio``; and a PNG of
-coverage vs number of frames for greedy vs uniform.
+``frame_files_by_time``, ``strategy`` and ``coverage_ratio`` — the file the
+training package's ``data.selection_file`` and ``video3d-eval --selection-file``
+read; and, for one scan, a PNG of coverage vs number of frames for greedy vs
+uniform (for several, the mean curves over the scans).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -43,7 +47,8 @@ from .scan_io import (
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="video3d-keyframes", description=__doc__.split("\n\n")[0])
-    p.add_argument("scan_dir", type=Path, help="scan in ScanNet posed-images layout")
+    p.add_argument("scan_dirs", type=Path, nargs="+", metavar="SCAN_DIR",
+                   help="scan(s) in ScanNet posed-images layout; one record each")
     p.add_argument("--out", type=Path, default=Path("selection.json"), help="selection JSON path")
     p.add_argument("--plot", type=Path, default=None, help="coverage PNG path (default: none)")
     p.add_argument(
@@ -58,10 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-depth-m", type=float, default=0.1)
     p.add_argument("--max-depth-m", type=float, default=10.0)
     p.add_argument("--depth-scale-m", type=float, default=0.001, help="metres per depth unit")
-    p.add_argument("--axis-align", type=Path, default=None, help="4x4 matrix or ScanNet meta .txt")
-    p.add_argument("--scene-points", type=Path, default=None, help="scene cloud (.npy/.ply)")
+    p.add_argument("--axis-align", type=Path, default=None,
+                   help="4x4 matrix or ScanNet meta .txt (one scan only)")
+    p.add_argument("--scene-points", type=Path, default=None,
+                   help="scene cloud (.npy/.ply) (one scan only)")
     p.add_argument("--seed", type=int, default=0, help="greedy tie-breaking seed")
-    p.add_argument("--video-id", default=None, help="record id (default: scannet/<dir name>)")
+    p.add_argument("--video-id", default=None,
+                   help="record id (one scan only; default: scannet/<dir name>)")
     return p
 
 
@@ -129,34 +137,32 @@ def coverage_plot(path: Path, greedy_curve: np.ndarray, uniform_curve: np.ndarra
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        strategy = SamplingStrategy.parse(args.strategy)
-    except ValueError as e:
-        print(f"video3d-keyframes: --strategy: {e}", file=sys.stderr)
-        return 2
-    if args.max_frames < 1:
-        print(f"video3d-keyframes: --max-frames must be >= 1, got {args.max_frames}", file=sys.stderr)
-        return 2
-    try:
-        T_align = read_axis_alignment(args.axis_align) if args.axis_align else None
-        colour, sets, skipped = frame_voxel_sets(
-            args.scan_dir, frame_step=args.frame_step, pixel_stride=args.pixel_stride,
-            voxel_size_m=args.voxel_size_m, T_align=T_align, min_depth_m=args.min_depth_m,
-            max_depth_m=args.max_depth_m, depth_scale_m=args.depth_scale_m,
-        )
-        scene = None
-        if args.scene_points:
-            scene = voxel_keys(read_scene_voxel_points(args.scene_points), None, args.voxel_size_m)
-    except ScanFormatError as e:
-        print(f"video3d-keyframes: {e}", file=sys.stderr)
-        return 1
-    if skipped:
-        print(f"video3d-keyframes: skipped {skipped} frame(s) with a non-finite pose", file=sys.stderr)
+@dataclasses.dataclass
+class ScanSelection:
+    """One scan's selection record plus the curves the coverage plot draws."""
+
+    record: dict
+    greedy_curve: np.ndarray | None  # covered voxels after each greedy pick (frame budget)
+    uniform_curve: np.ndarray | None  # covered voxels by k uniform frames, k = 1 … len(greedy)
+    n_frames: int  # usable frames of the scan
+    n_skipped: int  # frames skipped for a non-finite pose
+
+
+def select_scan(scan_dir: Path, args: argparse.Namespace, strategy: SamplingStrategy,
+                *, progress: bool = True, curves: bool = False) -> ScanSelection:
+    """Voxelise one scan and pick its frames; raises ScanFormatError naming the bad file.
+    ``curves``: also the greedy and uniform coverage curves (for the plot)."""
+    T_align = read_axis_alignment(args.axis_align) if args.axis_align else None
+    colour, sets, skipped = frame_voxel_sets(
+        scan_dir, frame_step=args.frame_step, pixel_stride=args.pixel_stride,
+        voxel_size_m=args.voxel_size_m, T_align=T_align, min_depth_m=args.min_depth_m,
+        max_depth_m=args.max_depth_m, depth_scale_m=args.depth_scale_m, progress=progress,
+    )
+    scene = None
+    if args.scene_points:
+        scene = voxel_keys(read_scene_voxel_points(args.scene_points), None, args.voxel_size_m)
     inc = build_incidence(sets, scene)
     result = select_frames(sets, strategy, args.max_frames, seed=args.seed, incidence=inc)
-    scan_dir = args.scan_dir
     rel = [str(p.relative_to(scan_dir)) for p in colour]
     record = {
         "video_id": args.video_id or f"scannet/{scan_dir.resolve().name}",
@@ -170,19 +176,80 @@ def main(argv: list[str] | None = None) -> int:
         "voxel_size_m": args.voxel_size_m,
         "seed": args.seed,
     }
+    if not curves:
+        return ScanSelection(record, None, None, len(sets), skipped)
+    greedy = select_frames(sets, SamplingStrategy.MAX_COVERAGE, args.max_frames, seed=args.seed,
+                           incidence=inc)
+    uniform = np.array([coverage_after_each(inc, uniform_indices(inc.n_frames, k))[1][-1]
+                        for k in range(1, len(greedy.gains) + 1)])
+    return ScanSelection(record, np.asarray(greedy.coverage_curve), uniform, len(sets), skipped)
+
+
+def _mean_fraction_curve(curves: list[np.ndarray], totals: list[int]) -> np.ndarray:
+    """Mean over scans of covered fraction after k frames; a scan with fewer frames than the
+    longest keeps its last value (it has nothing more to add)."""
+    n = max(len(c) for c in curves)
+    padded = [np.pad(c / max(t, 1), (0, n - len(c)), mode="edge") for c, t in zip(curves, totals)]
+    return np.mean(padded, axis=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        strategy = SamplingStrategy.parse(args.strategy)
+    except ValueError as e:
+        print(f"video3d-keyframes: --strategy: {e}", file=sys.stderr)
+        return 2
+    if args.max_frames < 1:
+        print(f"video3d-keyframes: --max-frames must be >= 1, got {args.max_frames}", file=sys.stderr)
+        return 2
+    several = len(args.scan_dirs) > 1
+    if several:
+        per_scan = [n for n in ("axis_align", "scene_points", "video_id") if getattr(args, n)]
+        if per_scan:
+            flags = ", ".join("--" + n.replace("_", "-") for n in per_scan)
+            print(f"video3d-keyframes: {flags} describe one scan; {len(args.scan_dirs)} were given",
+                  file=sys.stderr)
+            return 2
+        names = [d.resolve().name for d in args.scan_dirs]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            print(f"video3d-keyframes: scans with the same directory name (the record id): {dup}",
+                  file=sys.stderr)
+            return 2
+    done: list[ScanSelection] = []
+    for scan_dir in tqdm(args.scan_dirs, desc="scans", unit="scan", disable=not several):
+        try:
+            sel = select_scan(scan_dir, args, strategy, progress=not several,
+                              curves=args.plot is not None)
+        except ScanFormatError as e:
+            print(f"video3d-keyframes: {e}", file=sys.stderr)
+            return 1
+        if sel.n_skipped:
+            print(f"video3d-keyframes: {scan_dir}: skipped {sel.n_skipped} frame(s) with a "
+                  "non-finite pose", file=sys.stderr)
+        done.append(sel)
+    records = [d.record for d in done]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps([record], indent=1))
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(json.dumps(records, indent=1))
+    tmp.replace(args.out)
     if args.plot:
-        greedy = select_frames(sets, SamplingStrategy.MAX_COVERAGE, args.max_frames, seed=args.seed, incidence=inc)
-        uniform = np.array(
-            [coverage_after_each(inc, uniform_indices(inc.n_frames, k))[1][-1] for k in range(1, len(greedy.gains) + 1)]
-        )
-        coverage_plot(args.plot, np.asarray(greedy.coverage_curve), uniform, inc.n_voxels, record["video_id"])
-    print(
-        f"{record['video_id']}: {len(result.indices)}/{len(sets)} frames, "
-        f"{result.selected_voxels}/{result.total_voxels} voxels ({result.coverage_ratio:.1%}), "
-        f"strategy {result.strategy.value} -> {args.out}"
-    )
+        totals = [d.record["num_all_voxels"] for d in done]
+        title = records[0]["video_id"] if not several else f"mean over {len(done)} scans"
+        coverage_plot(args.plot, _mean_fraction_curve([d.greedy_curve for d in done], totals),
+                      _mean_fraction_curve([d.uniform_curve for d in done], totals), 1, title)
+    for d in done if not several else []:
+        r = d.record
+        print(f"{r['video_id']}: {len(r['frame_files'])}/{d.n_frames} frames, "
+              f"{r['num_select_voxels']}/{r['num_all_voxels']} voxels ({r['coverage_ratio']:.1%}), "
+              f"strategy {r['strategy']} -> {args.out}")
+    if several:
+        ratios = np.array([r["coverage_ratio"] for r in records])
+        frames = np.array([len(r["frame_files"]) for r in records])
+        print(f"{len(records)} scans: {frames.mean():.1f} frames and {ratios.mean():.1%} of the "
+              f"coverable voxels per scan on average (min {ratios.min():.1%}), strategy "
+              f"{strategy.value} -> {args.out}")
     return 0
 
 
