@@ -92,3 +92,28 @@ def test_visibility_with_every_frame_picked_equals_uniform(generated_root, selec
                             "benchmark/scanqa/ScanQA_v1.0_val.json", "--frames", "1",
                             "--sampling", "max-coverage", "--selection-file", str(selection)]) == 0
     assert "(max-coverage)" in capsys.readouterr().out
+
+
+def test_training_takes_the_selected_frames(generated_root, selection, tmp_path):
+    from video3d_train.recipes import load_recipe
+    from video3d_train.train import train
+
+    small = [f"data.root={generated_root}", "data.num_frames=2", "max_steps=2",
+             "micro_batch_size=2", "save_every_steps=2", "log_every_steps=1",
+             "model.tokenizer_vocab_size=300", "data.sampling=max-coverage-0.95",
+             f"data.selection_file={selection}"]  # absolute: used as it is
+    recipe = load_recipe("tiny_generated_ground").with_overrides(small)
+    run = train(recipe, tmp_path / "run", progress_bar=False)
+    assert "sampling: max-coverage-0.95" in (run / "recipe.yaml").read_text()
+    # every training scene is looked up in the selection: one left out is named
+    scenes = {r["video_id"].split("/")[1] for r in json.loads(selection.read_text())}
+    train_scene = json.loads((generated_root / recipe.data.train_files[0]).read_text())[0]
+    train_scene = train_scene["video"].split("/")[1]
+    assert train_scene in scenes
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps([r for r in json.loads(selection.read_text())
+                                   if not r["video_id"].endswith(train_scene)]))
+    recipe = load_recipe("tiny_generated_ground").with_overrides(
+        [*small[:-1], f"data.selection_file={partial}"])
+    with pytest.raises(DataError, match=f"no record for scene {train_scene}"):
+        train(recipe, tmp_path / "run2", progress_bar=False)
