@@ -26,6 +26,7 @@ dropped.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
 import logging
@@ -299,6 +300,27 @@ def uniform_frame_numbers(scan_dir: Path, num_frames: int) -> list[int]:
     """Frame numbers (NNNNN) of ``num_frames`` evenly spaced frames of a posed-images scan."""
     frames = list_frames(scan_dir)
     return [frames[i].index for i in uniform_indices(len(frames), num_frames)]
+
+
+def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    """``--sampling`` and ``--selection-file`` for the command-line tools that read scans."""
+    p.add_argument("--sampling", default="uniform",
+                   help="frame sampling: uniform | max-coverage | max-coverage-0.90 | "
+                        "max-coverage-0.95 (the last three need --selection-file)")
+    p.add_argument("--selection-file", type=Path, default=None,
+                   help="max-coverage selection JSON (video3d-keyframes over the scans)")
+
+
+def sampling_from_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> SamplingStrategy:
+    """The strategy ``add_sampling_arguments`` asked for; a bad name or a max-coverage
+    strategy without a selection file ends the program with the reason."""
+    try:
+        sampling = SamplingStrategy.parse(args.sampling)
+    except ValueError as e:
+        p.error(f"--sampling: {e}")
+    if sampling is not SamplingStrategy.UNIFORM and args.selection_file is None:
+        p.error(f"--sampling {sampling.value} needs --selection-file")
+    return sampling
 
 
 def sampled_frame_numbers(scan_dir: Path, num_frames: int, sampling: SamplingStrategy,

@@ -42,7 +42,16 @@ from video3d_ros.model.checkpoint import load_pretrained, trained_frames_of
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.runtime import detect_runtime
 
-from .data import Sample, SceneStore, Video3DDataset, read_processed, read_proposals, read_scene_boxes
+from .data import (
+    Sample,
+    SceneStore,
+    Video3DDataset,
+    add_sampling_arguments,
+    read_processed,
+    read_proposals,
+    read_scene_boxes,
+    sampling_from_arguments,
+)
 from .metrics import HEADLINE, Task, markdown_table, task_metrics
 from .step import Video3DForTraining
 
@@ -273,11 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path)
     p.add_argument("--num-frames", type=int, default=None,
                    help="frames per scene (default: as many as the checkpoint was trained with)")
-    p.add_argument("--sampling", default="uniform",
-                   help="frame sampling: uniform | max-coverage | max-coverage-0.90 | "
-                        "max-coverage-0.95 (the last three need --selection-file)")
-    p.add_argument("--selection-file", type=Path, default=None,
-                   help="max-coverage selection JSON (video3d-keyframes over the scans)")
+    add_sampling_arguments(p)
     p.add_argument("--proposals", type=Path, default=None, help="scene → boxes JSON")
     p.add_argument("--limit", type=int, default=None, help="at most N questions per task")
     p.add_argument("--device", default=None)
@@ -301,12 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.metrics_only:
         if not (args.checkpoint and args.data_root and args.files):
             p.error("--checkpoint, --data-root and --files are required unless --metrics-only")
-        try:
-            sampling = SamplingStrategy.parse(args.sampling)
-        except ValueError as e:
-            p.error(f"--sampling: {e}")
-        if sampling is not SamplingStrategy.UNIFORM and args.selection_file is None:
-            p.error(f"--sampling {sampling.value} needs --selection-file")
+        sampling = sampling_from_arguments(p, args)
         res = evaluate(args.checkpoint, args.data_root, args.files, args.out, args.num_frames,
                        args.proposals, args.limit, args.device, meteor=not args.no_meteor,
                        blind=args.blind, sampling=sampling,

@@ -23,7 +23,13 @@ from PIL import Image
 
 from video3d_ros.keyframes.sampling import SamplingStrategy
 
-from .data import DataError, read_selection, sampled_frame_numbers
+from .data import (
+    DataError,
+    add_sampling_arguments,
+    read_selection,
+    sampled_frame_numbers,
+    sampling_from_arguments,
+)
 from .metrics import scanqa_metrics
 
 
@@ -91,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--annotations", required=True,
                    help="annotation file with object_ids per question (under --data-root)")
     p.add_argument("--frames", type=int, default=8, help="frames per scene")
-    p.add_argument("--sampling", default="uniform",
-                   help="uniform | max-coverage | max-coverage-0.90 | max-coverage-0.95")
-    p.add_argument("--selection-file", type=Path, default=None,
-                   help="video3d-keyframes selection file (max-coverage sampling)")
+    add_sampling_arguments(p)
     p.add_argument("--min-pixels", type=int, default=20)
     p.add_argument("--results", help="a video3d-eval results file to split by visibility")
     args = p.parse_args(argv)
@@ -103,12 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         annotations = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         p.error(f"cannot read {path}: {e}")
-    try:
-        sampling = SamplingStrategy.parse(args.sampling)
-    except ValueError as e:
-        p.error(f"--sampling: {e}")
-    if sampling is not SamplingStrategy.UNIFORM and args.selection_file is None:
-        p.error(f"--sampling {sampling.value} needs --selection-file")
+    sampling = sampling_from_arguments(p, args)
     try:
         selection = read_selection(args.selection_file) if args.selection_file else None
         vis = visibility(args.data_root, annotations, args.frames, args.min_pixels, sampling,
