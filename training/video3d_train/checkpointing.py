@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from video3d_ros.files import atomic_write_bytes
+from video3d_ros.files import atomic_write_bytes, create_temp_beside, give_default_mode
 
 LATEST = "latest"
 ENGINE_DIR = "engine"  # accelerate's save_state output inside a checkpoint
@@ -62,14 +62,13 @@ def load_torch_file(path: str | Path) -> Any:
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` through a temporary file + rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = create_temp_beside(path)
     os.close(fd)
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -119,6 +118,7 @@ def save_training_checkpoint(run_dir: str | Path, progress: TrainProgress,
     final = checkpoint_dir(run_dir, progress.step)
     tmp = partial if partial is not None else Path(tempfile.mkdtemp(prefix=f".{final.name}.",
                                                                      dir=root))
+    give_default_mode(tmp, directory=True)  # mkdtemp makes it 0700
     try:
         payload = dict(state, progress=vars(progress).copy(), rng=rng_state())
         torch.save(payload, tmp / "state.pt")

@@ -15,6 +15,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from ..files import give_default_mode
 from .build import build_empty, materialize
 from .config import Video3DConfig
 from .errors import CheckpointError
@@ -60,6 +61,7 @@ def save_pretrained(model: Video3DModel, tokenizer: PreTrainedTokenizerBase,
     (d / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(d / WEIGHTS_NAME), metadata={"format": "pt"})
+    give_default_mode(d / WEIGHTS_NAME)  # safetensors writes 0600; the node may run as another user
     tokenizer.save_pretrained(str(d))
 
 
