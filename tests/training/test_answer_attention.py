@@ -277,7 +277,10 @@ def test_training_makes_the_heads_output_predict_the_first_answer_token(generate
     assert float(first.loss) == pytest.approx(
         float(first.lm_loss) + 0.5 * float(first.readout_loss), rel=1e-5)
     lm_head = model.language_model.lm_head.weight.detach().clone()
-    last = _fit(step, items, [p for n, p in model.named_parameters() if "lm_head" not in n])
+    # the shipped weights were trained with this loss (readout loss 1.56 here), so halving
+    # it takes 30 steps (15: 0.86; 30: 0.66); from weights trained without it, 15 did
+    last = _fit(step, items, [p for n, p in model.named_parameters() if "lm_head" not in n],
+                steps=30)
     assert float(last.readout_loss) < 0.5 * float(first.readout_loss)
     assert float(last.lm_loss) < float(first.lm_loss) + 0.5
     assert torch.equal(model.language_model.lm_head.weight, lm_head)
