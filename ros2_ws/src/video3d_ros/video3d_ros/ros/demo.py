@@ -29,6 +29,7 @@ from ..figures import grounding_figure
 from ..files import atomic_write_bytes
 from ..geometry import Box3D
 from ..model.untrained import write_untrained_tiny
+from ..node_config import NodeConfig
 from ..query import GroundedObject, QueryStatus
 from ..scene_qa import EMBEDDED_MODEL_DIR
 from ..scenes.annotations import scanqa_records, scanrefer_records, sqa3d_records
@@ -75,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
               "(answers are noise)", file=sys.stderr)
 
     t0 = time.perf_counter()
-    graph = Graph(model_dir, node_params={"buffer_capacity": args.keyframes, "max_new_tokens": 16},
+    # the node's own answer length (the test harness's 4, or the 16 used before, cut the
+    # captions mid-sentence)
+    graph = Graph(model_dir, node_params={"buffer_capacity": args.keyframes,
+                                          "max_new_tokens": NodeConfig().max_new_tokens},
                   camera_params={"seed": args.seed, "width": 320, "height": 240, "rate_hz": 30.0,
                                  "frame_step": 2})
     try:
