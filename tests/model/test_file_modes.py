@@ -49,3 +49,22 @@ def test_saved_weights_are_readable_by_others(tmp_path, umask_022):
     assert mode(tmp_path / "m" / WEIGHTS_NAME) == 0o644
     assert mode(tmp_path / "m" / "config.json") == 0o644
     load_pretrained(tmp_path / "m", Runtime(torch.device("cpu"), torch.float32, "sdpa"))
+
+
+def test_training_checkpoint_parts_are_readable_by_others(tmp_path, umask_022):
+    from video3d_train.checkpointing import (
+        TrainProgress,
+        partial_checkpoint_dir,
+        save_training_checkpoint,
+    )
+
+    partial = partial_checkpoint_dir(tmp_path, 3)
+    (partial / "engine").mkdir(parents=True)
+    weights = partial / "engine" / "model.safetensors"
+    weights.write_bytes(b"x")
+    os.chmod(weights, 0o600)  # as the engine's safetensors writer leaves it
+    done = save_training_checkpoint(tmp_path, TrainProgress(step=3), {}, partial=partial)
+    assert mode(done / "engine" / "model.safetensors") == 0o644
+    assert mode(done / "state.pt") == 0o644 and mode(done) == 0o755
+    own = save_training_checkpoint(tmp_path, TrainProgress(step=4), {})  # mkdtemp's folder
+    assert mode(own) == 0o755

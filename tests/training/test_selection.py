@@ -88,6 +88,11 @@ def test_visibility_with_every_frame_picked_equals_uniform(generated_root, selec
     uniform = visibility(generated_root, ann, 4, 1)
     picked = visibility(generated_root, ann, 4, 1, SamplingStrategy.MAX_COVERAGE, sel)
     assert picked == uniform and any(uniform.values())
+    # and the picks are what it reads: a selection without a room's record is an error
+    asked = ann[0]["scene_id"]
+    with pytest.raises(DataError, match=f"no record for scene {asked}"):
+        visibility(generated_root, ann, 4, 1, SamplingStrategy.MAX_COVERAGE,
+                   {k: v for k, v in sel.items() if k != asked})
     assert visibility_main(["--data-root", str(generated_root), "--annotations",
                             "benchmark/scanqa/ScanQA_v1.0_val.json", "--frames", "1",
                             "--sampling", "max-coverage", "--selection-file", str(selection)]) == 0

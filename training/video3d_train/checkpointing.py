@@ -118,10 +118,13 @@ def save_training_checkpoint(run_dir: str | Path, progress: TrainProgress,
     final = checkpoint_dir(run_dir, progress.step)
     tmp = partial if partial is not None else Path(tempfile.mkdtemp(prefix=f".{final.name}.",
                                                                      dir=root))
-    give_default_mode(tmp, directory=True)  # mkdtemp makes it 0700
     try:
         payload = dict(state, progress=vars(progress).copy(), rng=rng_state())
         torch.save(payload, tmp / "state.pt")
+        # mkdtemp makes the folder 0700 and the engine's safetensors files are 0600: give
+        # every part the umask's mode, so that another user can export or evaluate it
+        for part in (tmp, *tmp.rglob("*")):
+            give_default_mode(part, directory=part.is_dir())
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
