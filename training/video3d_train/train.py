@@ -103,9 +103,14 @@ def tokenizer_corpus(samples: list[Sample]) -> list[str]:
     return texts
 
 
-def fresh_config(recipe: TrainRecipe, tok) -> Video3DConfig:
-    """The config of a fresh model: the recipe's shape, its tokenizer's ids and box encoding."""
-    config = SHAPES[recipe.model.shape](len(tok), token_ids_of(tok))
+def fresh_config(recipe: TrainRecipe, tok, vocab_size: int | None = None) -> Video3DConfig:
+    """The config of a fresh model: the recipe's shape, its tokenizer's ids and box encoding.
+
+    ``vocab_size``: rows of the embedding and LM head (default: the tokenizer's size; a
+    benchmark of the 7B shape gives Qwen2's 152064 so that they have their real cost)."""
+    if vocab_size is not None and vocab_size < len(tok):
+        raise ValueError(f"vocab_size {vocab_size} is smaller than the tokenizer ({len(tok)} tokens)")
+    config = SHAPES[recipe.model.shape](vocab_size or len(tok), token_ids_of(tok))
     config.position.box_size = recipe.model.box_size
     config.position.__post_init__()  # re-validate the combination
     return config

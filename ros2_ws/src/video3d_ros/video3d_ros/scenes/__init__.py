@@ -11,12 +11,28 @@ Modules: ``vocab`` (categories, colours), ``objects`` (primitive meshes),
 ``relations`` / ``annotations`` (the five benchmarks' annotation files).
 """
 
-from .layout import Scene, SceneConfig, SceneObject, generate_scene
-from .render import RenderConfig, RenderedFrame, SceneCamera, SceneRenderer
-from .trajectory import TrajectoryConfig, scan_trajectory
-from .vocab import Category, Colour
+from __future__ import annotations
 
-__all__ = [
-    "Category", "Colour", "RenderConfig", "RenderedFrame", "Scene", "SceneCamera", "SceneConfig",
-    "SceneObject", "SceneRenderer", "TrajectoryConfig", "generate_scene", "scan_trajectory",
-]
+import importlib
+from typing import Any
+
+# Names are imported from their module on first use (PEP 562), so that reading the
+# vocabulary (``video3d_ros.scenes.vocab``, which the training data reader needs) does not
+# import open3d: training and evaluation on a GPU machine without open3d work.
+_HOME = {
+    "Scene": "layout", "SceneConfig": "layout", "SceneObject": "layout",
+    "generate_scene": "layout", "RenderConfig": "render", "RenderedFrame": "render",
+    "SceneCamera": "render", "SceneRenderer": "render", "TrajectoryConfig": "trajectory",
+    "scan_trajectory": "trajectory", "Category": "vocab", "Colour": "vocab",
+}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))
