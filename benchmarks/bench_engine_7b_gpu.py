@@ -31,7 +31,7 @@ from video3d_ros.geometry import Box3D
 from video3d_ros.model.build import build_empty, materialize
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.processor import Video3DProcessor, qa_prompt
-from video3d_ros.model.runtime import detect_runtime
+from video3d_ros.model.runtime import ENGINE_SDPA_BACKENDS, detect_runtime
 from video3d_ros.model.shapes import SHAPES
 from video3d_ros.model.tokenizer import build_tokenizer, token_ids_of
 
@@ -56,6 +56,25 @@ def timed(fn, device) -> tuple[object, float]:
     out = fn()
     sync(device)
     return out, (time.perf_counter() - t) * 1e3
+
+
+def attention_figures(engine: Video3DEngine, processor: Video3DProcessor, prompt: str,
+                      args: argparse.Namespace, dev: torch.device) -> dict[str, float]:
+    """Medians (ms) of the calls whose speed depends on the attention kernel."""
+    ttft = [timed(lambda: engine.next_token_logits(prompt), dev)[1] for _ in range(args.repeats)]
+    # each question one token-length apart: a new shape for every call, as on the service
+    new = [timed(lambda: engine.next_token_logits(qa_prompt(QUESTION + " near the table" * k)),
+                 dev)[1] for k in range(1, args.repeats + 1)]
+    full = [timed(lambda: engine.next_token_logits(prompt, use_cache=False), dev)[1]
+            for _ in range(args.repeats)]
+    # decode: single-token steps on top of the cached prefix + question
+    ids = processor.suffix_ids(prompt)[0]
+    with torch.inference_mode(), engine._session(True) as run:  # noqa: SLF001 (benchmark)
+        run(ids, None)
+        dec = [timed(lambda: run([ids[-1]], None), dev)[1] for _ in range(args.decode_tokens)]
+    med = statistics.median
+    return {"ttft": med(ttft), "ttft_new": med(new), "full": med(full),
+            "decode": med(dec[1:] or dec), "decode_first": dec[0]}
 
 
 def main() -> None:
@@ -93,15 +112,10 @@ def main() -> None:
            for i, f in enumerate(frames)]
     prompt = qa_prompt(QUESTION)
     _, cold_ms = timed(lambda: engine.next_token_logits(prompt), dev)
-    ttft = [timed(lambda: engine.next_token_logits(prompt), dev)[1] for _ in range(args.repeats)]
-    full = [timed(lambda: engine.next_token_logits(prompt, use_cache=False), dev)[1]
-            for _ in range(args.repeats)]
-
-    # decode: single-token steps on top of the cached prefix + question
-    ids = processor.suffix_ids(prompt)[0]
-    with torch.inference_mode(), engine._session(True) as run:  # noqa: SLF001 (benchmark)
-        run(ids, None)
-        dec = [timed(lambda: run([ids[-1]], None), dev)[1] for _ in range(args.decode_tokens)]
+    ours = attention_figures(engine, processor, prompt, args, dev)
+    engine.sdpa_backends = None  # torch's own choice of kernel (cuDNN's included), the baseline
+    torchs = attention_figures(engine, processor, prompt, args, dev)
+    engine.sdpa_backends = ENGINE_SDPA_BACKENDS
 
     rng = np.random.default_rng(0)
     boxes = [Box3D(rng.uniform([0, 0, 1], [6, 4, 2]), rng.uniform(0.2, 1.0, 3))
@@ -114,11 +128,17 @@ def main() -> None:
           f"2…{args.frames}; the first {enc[0]:.1f} ms)")
     print(f"cold prefill (first question: prefix + question, one-time set-up included): "
           f"{cold_ms:.1f} ms")
-    print(f"TTFT with cached prefix: {statistics.median(ttft):.1f} ms (median of {args.repeats})")
-    print(f"TTFT without the cache (prefix + question pre-filled again): "
-          f"{statistics.median(full):.1f} ms (median of {args.repeats})")
-    print(f"decode: {statistics.median(dec[1:] or dec):.1f} ms/token (median of steps "
-          f"2…{args.decode_tokens}; the first {dec[0]:.1f} ms)")
+    names = {"ttft": "TTFT with cached prefix, one question again",
+             "ttft_new": "TTFT with cached prefix, questions of other lengths",
+             "full": "TTFT without the cache (prefix + question pre-filled again)",
+             "decode": "decode ms/token (steps 2…)"}
+    print(f"attention kernels: ours = {[b.name for b in ENGINE_SDPA_BACKENDS]}, torch's = any "
+          f"(cuDNN's included); medians of {args.repeats} (decode: of {args.decode_tokens - 1} steps)")
+    print(f"{'':62s} {'ours':>9s} {'torch':>9s} {'torch/ours':>10s}")
+    for k, name in names.items():
+        print(f"{name:62s} {ours[k]:9.1f} {torchs[k]:9.1f} {torchs[k] / ours[k]:10.2f}")
+    print(f"first decode step (one-time set-up included): ours {ours['decode_first']:.1f} ms, "
+          f"torch's {torchs['decode_first']:.1f} ms")
     print(f"grounding ({args.proposals} proposals): {statistics.median(ground):.1f} ms")
     if dev.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB")

@@ -252,11 +252,17 @@ def test_training_loss_only_on_answer(tiny_model, processor, frames):
     fe = tiny_model.encode_frames(pv, pts)
     out = tiny_model(enc.input_ids[None], video_tokens=fe.tokens.flatten(0, 1),
                      labels=enc.labels[None])
-    logp = torch.log_softmax(out.logits[0, :-1].float(), -1)
+    with torch.no_grad():  # every position's logits, as without labels
+        full = tiny_model(enc.input_ids[None], video_tokens=fe.tokens.flatten(0, 1)).logits
+    logp = torch.log_softmax(full[0, :-1].float(), -1)
     tgt = enc.labels[1:]
     keep = tgt != -100
+    assert int(keep.sum()) >= 2  # the answer's tokens and the end of the turn
     ref = -logp[keep].gather(1, tgt[keep][:, None]).mean()
     assert out.loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    # with labels, logits exist at the labelled positions only (not (1, T, V))
+    assert out.logits.shape == (int(keep.sum()), full.shape[-1])
+    torch.testing.assert_close(out.logits.detach(), full[0, :-1][keep], atol=1e-5, rtol=1e-5)
     out.loss.backward()
     assert tiny_model.projector[0].weight.grad is not None
     assert tiny_model.vision_tower.embeddings.patch_embedding.weight.grad is not None

@@ -35,6 +35,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import DynamicCache
 
 from video3d_ros.geometry import Box3D
@@ -53,6 +54,7 @@ from .processor import (
     qa_prompt,
     sqa_prompt,
 )
+from .runtime import ENGINE_SDPA_BACKENDS
 
 
 class KeyframeLike(Protocol):
@@ -130,6 +132,8 @@ class Video3DEngine:
         self._cells: tuple[tuple[int, ...], CellIndex] | None = None  # per keyframe set
         self._lock = threading.RLock()
         self._text_config = hf_text_config(self.config, "sdpa")
+        # kernels SDPA may pick for the decoder's calls (None: torch's own choice, all of them)
+        self.sdpa_backends: tuple[SDPBackend, ...] | None = ENGINE_SDPA_BACKENDS
 
     # ---- keyframes ----------------------------------------------------------------------
 
@@ -294,10 +298,19 @@ class Video3DEngine:
         self._prefix = None
         ids = self.processor.prefix_ids(len(frames))
         cache = DynamicCache(config=self._text_config)
-        self.model(self._ids_tensor(ids), video_tokens=self._video_tokens(frames),
-                   past_key_values=cache, use_cache=True, logits_to_keep=1)
+        self._decode(ids, self._video_tokens(frames), None, cache)
         self._prefix = _Prefix(key=key, cache=cache, length=len(ids))
         return self._prefix
+
+    def _decode(self, ids: list[int], video: torch.Tensor | None, coord: torch.Tensor | None,
+                cache: DynamicCache):
+        """One decoder call continuing ``cache`` (last position's logits), with the attention
+        kernels of ``sdpa_backends``."""
+        kernels = (sdpa_kernel(list(self.sdpa_backends)) if self.sdpa_backends
+                   else contextlib.nullcontext())
+        with kernels:
+            return self.model(self._ids_tensor(ids), video_tokens=video, coord_embeds=coord,
+                              past_key_values=cache, use_cache=True, logits_to_keep=1)
 
     @contextlib.contextmanager
     def _session(self, use_cache: bool, task_text: str | None = None) -> Iterator:
@@ -323,8 +336,7 @@ class Video3DEngine:
             if first[0]:
                 first[0] = False
                 ids, video_now = head + ids, video
-            return self.model(self._ids_tensor(ids), video_tokens=video_now, coord_embeds=coord,
-                              past_key_values=cache, use_cache=True, logits_to_keep=1)
+            return self._decode(ids, video_now, coord, cache)
 
         try:
             yield run

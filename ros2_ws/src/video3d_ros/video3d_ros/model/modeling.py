@@ -52,7 +52,9 @@ class FrameEncoding:
 class Video3DOutput:
     """Typed result of :meth:`Video3DModel.forward`."""
 
-    logits: torch.Tensor  # (B, T', V) next-token logits (T' = logits_to_keep or T)
+    # next-token logits: (B, T', V) (T' = logits_to_keep or T); with labels (K, V) at the K
+    # positions whose next token is labelled, in batch then position order
+    logits: torch.Tensor
     last_hidden_state: torch.Tensor  # (B, T, D) final-norm hidden states
     past_key_values: object | None  # transformers Cache when use_cache, else None
     loss: torch.Tensor | None = None  # language-model cross-entropy when labels are given
@@ -227,13 +229,18 @@ class Video3DModel(nn.Module):
                                         past_key_values=past_key_values, use_cache=use_cache,
                                         output_attentions=output_attentions)
         hidden = out.last_hidden_state  # (B, T, D)
-        logits = self.language_model.lm_head(hidden[:, -logits_to_keep:])  # (B, T', V)
         loss = None
         if labels is not None:
             if logits_to_keep:
                 raise ValueError("labels need logits for every position (logits_to_keep=0)")
-            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
-                                   labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+            # the LM head only where a next token is labelled (the answer's): the same loss as
+            # over every position with the rest ignored, without (B, T, V) logits, which for 32
+            # frames of the 7B shape are 2 GB in bf16 and twice that again in fp32 for the loss
+            keep = labels[:, 1:] != IGNORE_INDEX  # (B, T - 1)
+            logits = self.language_model.lm_head(hidden[:, :-1][keep])  # (K, V)
+            loss = F.cross_entropy(logits.float(), labels[:, 1:][keep])
+        else:
+            logits = self.language_model.lm_head(hidden[:, -logits_to_keep:])  # (B, T', V)
         return Video3DOutput(logits=logits, last_hidden_state=hidden,
                              past_key_values=out.past_key_values if use_cache else None,
                              loss=loss, attentions=out.attentions if output_attentions else None)

@@ -11,6 +11,15 @@ import importlib.util
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention import SDPBackend
+
+# The attention kernels the engine lets PyTorch SDPA choose from, in torch's order of
+# preference. cuDNN's is left out: it builds an execution plan for every new shape, and the
+# engine's calls nearly all have new shapes (the cache grows by one token per decoded token;
+# questions differ in length). On an H200 that planning took 1.4 ms of CPU time per layer and
+# call, 56 ms per decoded token of the 7B shape (BENCHMARKS.md, "7B shape on GPU").
+ENGINE_SDPA_BACKENDS = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                        SDPBackend.MATH)
 
 
 @dataclass(frozen=True)
