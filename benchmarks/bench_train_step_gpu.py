@@ -45,8 +45,9 @@ from video3d_train.data import SceneStore, Video3DDataset
 from video3d_train.metrics import Task
 from video3d_train.recipes import load_recipe
 from video3d_train.step import Video3DForTraining
-from video3d_train.train import (apply_model_recipe, fresh_config, make_accelerator,
-                                 param_groups, read_samples, tokenizer_corpus)
+from video3d_train.train import (apply_model_recipe, enable_activation_checkpointing,
+                                 fresh_config, make_accelerator, param_groups, read_samples,
+                                 tokenizer_corpus)
 
 QWEN2_VOCAB = 152064
 
@@ -113,8 +114,7 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats(dev)
     model = materialize(build_empty(config, attn), runtime, seed=recipe.seed).train()
     if recipe.gradient_checkpointing:
-        model.language_model.gradient_checkpointing_enable()
-        model.vision_tower.gradient_checkpointing_enable()
+        enable_activation_checkpointing(model)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     sync(dev)
     weights_gib = peak_gib(dev)

@@ -297,3 +297,31 @@ def test_cell_index_equals_pixelwise_inside_cells():
         for fraction in (0.0, 0.25, 0.5, 1.0):
             expected = inside_cells(xyz, valid, box, k, c, fraction)
             assert np.array_equal(index.inside(box, fraction), expected), (i, fraction)
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tiny_model, processor, frames):
+    """The trainer's activation checkpointing (both towers) recomputes, it does not change
+    the gradients."""
+    from video3d_train.train import enable_activation_checkpointing
+
+    prepared = [processor.prepare_frame(*f) for f in frames[:2]]
+    pv = torch.stack([p.pixel_values for p in prepared])
+    pts = torch.from_numpy(np.stack([p.token_points for p in prepared]))
+    enc = processor.encode(2, " How many? Answer the question simply.", answer="two")
+    tiny_model.train()
+
+    def grads():
+        tiny_model.zero_grad(set_to_none=True)
+        fe = tiny_model.encode_frames(pv, pts)
+        tiny_model(enc.input_ids[None], video_tokens=fe.tokens.flatten(0, 1),
+                   labels=enc.labels[None]).loss.backward()
+        return {n: p.grad.clone() for n, p in tiny_model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    enable_activation_checkpointing(tiny_model)
+    assert tiny_model.language_model.is_activation_checkpointing
+    assert tiny_model.vision_tower.is_activation_checkpointing
+    again = grads()
+    assert plain.keys() == again.keys() and len(plain) > 10
+    for n in plain:
+        torch.testing.assert_close(again[n], plain[n], atol=1e-6, rtol=1e-5, msg=n)

@@ -159,6 +159,12 @@ def apply_model_recipe(config: Video3DConfig, mr: ModelRecipe) -> None:
     config.video.__post_init__()  # re-validate what was set, as fresh_config does
 
 
+def enable_activation_checkpointing(model) -> None:
+    """Recompute each layer's activations in the backward pass, in both towers."""
+    model.language_model.activation_checkpointing_enable()
+    model.vision_tower.activation_checkpointing_enable()
+
+
 def param_groups(model, recipe: TrainRecipe) -> list[dict]:
     """Vision tower at ``vision_lr``; everything else at ``lr``."""
     vision, rest = [], []
@@ -325,8 +331,7 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
         tok.save_pretrained(str(tok_dir))
         save_recipe(recipe, out / "recipe.yaml")
     if recipe.gradient_checkpointing:
-        model.language_model.gradient_checkpointing_enable()
-        model.vision_tower.gradient_checkpointing_enable()
+        enable_activation_checkpointing(model)
 
     processor = Video3DProcessor(tok, model.config)
     store = SceneStore(recipe.data.root, processor, recipe.data.num_frames,
