@@ -238,3 +238,17 @@ def test_train_repeats_oversample_the_mix_but_not_the_tokenizer(generated_root, 
     assert f"{second}: {len(b)} samples, repeated 3 times" in caplog.text
     once = build_tokenizer(tokenizer_corpus(read_samples(r, r.data.train_files, False)), 300)
     assert load_tokenizer(run / "tokenizer").get_vocab() == once.get_vocab()
+
+
+def test_fresh_config_takes_a_larger_vocabulary_but_not_a_smaller_one():
+    """The 7B benchmark builds the embedding and LM head at Qwen2's size around a small
+    tokenizer; fewer rows than tokens would leave token ids without an embedding."""
+    from video3d_ros.model.tokenizer import build_tokenizer
+    from video3d_train.train import fresh_config
+
+    tok = build_tokenizer(["the red chair next to the table"] * 20, vocab_size=300)
+    recipe = load_recipe("paper_7b")
+    assert fresh_config(recipe, tok).text.vocab_size == len(tok)
+    assert fresh_config(recipe, tok, vocab_size=152064).text.vocab_size == 152064
+    with pytest.raises(ValueError, match=f"smaller than the tokenizer \\({len(tok)} tokens\\)"):
+        fresh_config(recipe, tok, vocab_size=len(tok) - 1)
