@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--weights", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--fused-adamw", action="store_true",
                     help="torch's fused AdamW (one kernel, no temporaries; CUDA) instead of "
-                         "train.py's default (foreach)")
+                         "train.py's, torch's default: foreach on CUDA)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="another recipe override (as video3d-train's --set)")
     args = ap.parse_args()
@@ -140,7 +140,7 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else "")
           + f", weights {dtype}, autocast {accel.mixed_precision}, attention {attn}, "
           f"gradient checkpointing {recipe.gradient_checkpointing}, AdamW "
-          f"{'fused' if args.fused_adamw else 'default (foreach)'}")
+          f"{'fused' if args.fused_adamw else 'default (foreach on CUDA)'}")
     print(f"{n_params / 1e6:.1f} M trainable parameters; {recipe.data.num_frames} frames × "
           f"{config.tokens_per_frame} video tokens; micro-batch {recipe.micro_batch_size}, "
           f"accumulation {accum}; torch {torch.__version__}")
