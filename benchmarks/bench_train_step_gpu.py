@@ -85,8 +85,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1, help="untimed optimiser steps first")
     ap.add_argument("--weights", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--fused-adamw", action="store_true",
-                    help="torch's fused AdamW (one kernel, no temporaries; CUDA) instead of "
-                         "train.py's, torch's default: foreach on CUDA)")
+                    help="torch's fused AdamW (one kernel, no temporaries) instead of "
+                         "train.py's (torch's default: foreach on CUDA)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="another recipe override (as video3d-train's --set)")
     args = ap.parse_args()
