@@ -305,7 +305,8 @@ class Video3DEngine:
     def _decode(self, ids: list[int], video: torch.Tensor | None, coord: torch.Tensor | None,
                 cache: DynamicCache):
         """One decoder call continuing ``cache`` (last position's logits), with the attention
-        kernels of ``sdpa_backends``."""
+        kernels of ``sdpa_backends`` (torch's switches are process-wide: callers hold the
+        engine's lock, and the previous setting is restored on return)."""
         kernels = (sdpa_kernel(list(self.sdpa_backends)) if self.sdpa_backends
                    else contextlib.nullcontext())
         with kernels:
