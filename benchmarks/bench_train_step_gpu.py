@@ -37,17 +37,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from video3d_ros.model.build import build_empty, materialize
 from video3d_ros.model.processor import Video3DProcessor
 from video3d_ros.model.runtime import Runtime, detect_runtime
-from video3d_ros.model.tokenizer import build_tokenizer
 from video3d_train.data import SceneStore, Video3DDataset
 from video3d_train.metrics import Task
 from video3d_train.recipes import load_recipe
 from video3d_train.step import Video3DForTraining
-from video3d_train.train import (apply_model_recipe, enable_activation_checkpointing,
-                                 fresh_config, make_accelerator, param_groups, read_samples,
-                                 tokenizer_corpus)
+from video3d_train.train import (build_model_and_tokenizer, enable_activation_checkpointing,
+                                 make_accelerator, param_groups, read_samples)
 
 QWEN2_VOCAB = 152064
 
@@ -69,9 +66,7 @@ def task_mix(samples, n: int):
     for s in samples:
         by_task.setdefault(s.task, []).append(s)
     rounds = itertools.zip_longest(*by_task.values())
-    flat = [s for r in rounds for s in r if s is not None]
-    if not flat:
-        raise SystemExit("no samples")
+    flat = [s for r in rounds for s in r if s is not None]  # read_samples refuses none
     return [flat[i % len(flat)] for i in range(n)]
 
 
@@ -106,13 +101,11 @@ def main() -> None:
     runtime = Runtime(dev, dtype, attn)
 
     samples = read_samples(recipe, recipe.data.train_files, skip_bad=False)
-    tok = build_tokenizer(tokenizer_corpus(samples), vocab_size=recipe.model.tokenizer_vocab_size)
-    vocab = QWEN2_VOCAB if recipe.model.shape == "paper_7b" else None
-    config = fresh_config(recipe, tok, vocab_size=vocab)
-    apply_model_recipe(config, recipe.model)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    model = materialize(build_empty(config, attn), runtime, seed=recipe.seed).train()
+    model, tok = build_model_and_tokenizer(  # the trainer's, with the 7B's real vocabulary rows
+        recipe, samples, runtime, QWEN2_VOCAB if recipe.model.shape == "paper_7b" else None)
+    config = model.config
     if recipe.gradient_checkpointing:
         enable_activation_checkpointing(model)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -116,8 +116,10 @@ def fresh_config(recipe: TrainRecipe, tok, vocab_size: int | None = None) -> Vid
     return config
 
 
-def build_model_and_tokenizer(recipe: TrainRecipe, samples: list[Sample], runtime: Runtime):
-    """Fresh (random) or checkpoint-initialised model + its tokenizer."""
+def build_model_and_tokenizer(recipe: TrainRecipe, samples: list[Sample], runtime: Runtime,
+                              vocab_size: int | None = None):
+    """Fresh (random) or checkpoint-initialised model + its tokenizer. ``vocab_size``: a fresh
+    model's embedding rows (:func:`fresh_config`)."""
     mr = recipe.model
     if mr.init is ModelInit.CHECKPOINT:
         try:
@@ -138,7 +140,8 @@ def build_model_and_tokenizer(recipe: TrainRecipe, samples: list[Sample], runtim
     else:
         tok = (load_tokenizer(mr.tokenizer) if mr.tokenizer
                else build_tokenizer(tokenizer_corpus(samples), vocab_size=mr.tokenizer_vocab_size))
-        model = materialize(build_empty(fresh_config(recipe, tok), runtime.attn_implementation),
+        model = materialize(build_empty(fresh_config(recipe, tok, vocab_size),
+                                        runtime.attn_implementation),
                             runtime, seed=recipe.seed, init=mr.random_init)
     apply_model_recipe(model.config, mr)
     if model.ground_head is not None:
