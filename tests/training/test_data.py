@@ -123,6 +123,35 @@ def test_dataset_items_on_generated_scenes(generated_root, processor):
     assert seen == {Task.SCANREFER, Task.MULTI3DREFER, Task.SCAN2CAP, Task.SQA3D}
 
 
+def test_scene_masks_equal_the_per_box_pixel_test(generated_root, processor):
+    """SceneStore's cell masks (truth boxes at load, proposals at evaluation) are exactly
+    what testing every pixel of every box gives."""
+    from video3d_ros.geometry import Box3D
+    from video3d_ros.model.config import ObjectFeatureKind
+    from video3d_ros.model.object_features import inside_cells
+
+    store = SceneStore(generated_root, processor, num_frames=4)
+    grid, g = processor.config.grid, processor.config.grounding
+    cell, per = ((grid.patch_size_px, grid.patches_per_side)
+                 if g.object_feature is ObjectFeatureKind.PATCH14 else (grid.cell_px, grid.pooled_per_side))
+    rng = np.random.default_rng(0)
+    checked = 0
+    for scene_dir in sorted((generated_root / "scannet" / "posed_images").iterdir()):
+        scene = store.load(scene_dir.name)
+        boxes = scene.objects.boxes
+        jittered = boxes + np.concatenate([rng.normal(0, 0.1, (len(boxes), 3)),
+                                           rng.uniform(0, 0.3, (len(boxes), 3))], axis=1)
+        for candidates, masks in ((boxes, scene.object_masks),
+                                  (jittered, store.masks_for(scene.xyz_m, scene.valid, jittered))):
+            for b, m in zip(candidates, masks):
+                expected = inside_cells(scene.xyz_m, scene.valid, Box3D(b[:3], b[3:]), cell, per,
+                                        g.inside_fraction)
+                assert np.array_equal(m, expected)
+                checked += int(expected.any())
+    assert checked > 10  # boxes that cover some cell were compared, not only empty masks
+    assert store.masks_for(scene.xyz_m, scene.valid, np.zeros((0, 6))).shape == (0, 4, per, per)
+
+
 def test_target_not_in_scene_is_an_error(generated_root, processor):
     s = read_processed(generated_root / "processed" / "scanrefer_vg_train_llava_style.json")[0][0]
     s.object_ids = None
