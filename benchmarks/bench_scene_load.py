@@ -30,7 +30,6 @@ import torch  # noqa: E402
 
 from video3d_ros.geometry import Box3D  # noqa: E402
 from video3d_ros.model.checkpoint import load_pretrained  # noqa: E402
-from video3d_ros.model.config import ObjectFeatureKind  # noqa: E402
 from video3d_ros.model.object_features import inside_cells  # noqa: E402
 from video3d_train.data import SceneStore  # noqa: E402
 
@@ -42,14 +41,11 @@ class PerBoxSceneStore(SceneStore):
     """The baseline: every box tested against every pixel (the code before CellIndex)."""
 
     def masks_for(self, xyz: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        grid, g = self.config.grid, self.config.grounding
-        if g.object_feature is ObjectFeatureKind.PATCH14:
-            cell, per = grid.patch_size_px, grid.patches_per_side
-        else:
-            cell, per = grid.cell_px, grid.pooled_per_side
+        cell, per = self.mask_cells()
+        fraction = self.config.grounding.inside_fraction
         out = np.zeros((len(boxes), xyz.shape[0], per, per), bool)
         for i, b in enumerate(boxes):
-            out[i] = inside_cells(xyz, valid, Box3D(b[:3], b[3:]), cell, per, g.inside_fraction)
+            out[i] = inside_cells(xyz, valid, Box3D(b[:3], b[3:]), cell, per, fraction)
         return out
 
 

@@ -131,9 +131,11 @@ def test_scene_masks_equal_the_per_box_pixel_test(generated_root, processor):
     from video3d_ros.model.object_features import inside_cells
 
     store = SceneStore(generated_root, processor, num_frames=4)
-    grid, g = processor.config.grid, processor.config.grounding
-    cell, per = ((grid.patch_size_px, grid.patches_per_side)
-                 if g.object_feature is ObjectFeatureKind.PATCH14 else (grid.cell_px, grid.pooled_per_side))
+    g = processor.config.grounding
+    cell, per = store.mask_cells()
+    assert (cell, per) == ((processor.config.grid.patch_size_px, processor.config.grid.patches_per_side)
+                           if g.object_feature is ObjectFeatureKind.PATCH14
+                           else (processor.config.grid.cell_px, processor.config.grid.pooled_per_side))
     rng = np.random.default_rng(0)
     checked = 0
     for scene_dir in sorted((generated_root / "scannet" / "posed_images").iterdir()):

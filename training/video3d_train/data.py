@@ -421,15 +421,22 @@ class SceneStore:
         return SceneTensors(torch.stack(pixel), torch.stack(points) if points else None, xyz,
                             valid, objects, masks)
 
-    def masks_for(self, xyz: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """(N, F, C, C) cells of each box (C per the grounding config's object feature)."""
+    def mask_cells(self) -> tuple[int, int]:
+        """(cell side in pixels, cells per side) of the grounding masks: the patches for
+        ``patch14`` object features, the pooled cells otherwise. Needs a grounding config."""
         grid, g = self.config.grid, self.config.grounding
         if g is None:
-            return np.zeros((len(boxes), xyz.shape[0], 0, 0), bool)
+            raise ValueError("the model config has no grounding head, so no object masks")
         if g.object_feature is ObjectFeatureKind.PATCH14:
-            cell, per = grid.patch_size_px, grid.patches_per_side
-        else:
-            cell, per = grid.cell_px, grid.pooled_per_side
+            return grid.patch_size_px, grid.patches_per_side
+        return grid.cell_px, grid.pooled_per_side
+
+    def masks_for(self, xyz: np.ndarray, valid: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N, F, C, C) cells of each box (C per the grounding config's object feature)."""
+        g = self.config.grounding
+        if g is None:
+            return np.zeros((len(boxes), xyz.shape[0], 0, 0), bool)
+        cell, per = self.mask_cells()
         out = np.zeros((len(boxes), xyz.shape[0], per, per), bool)
         if len(boxes) == 0:
             return out
