@@ -80,7 +80,8 @@ def main() -> None:
         scenes = sorted(d.name for d in (root / "scannet" / "posed_images").iterdir())[:args.rooms]
         new = SceneStore(root, loaded.processor, args.frames, max_scenes=0)
         old = PerBoxSceneStore(root, loaded.processor, args.frames, max_scenes=0)
-        new.load(scenes[0]), old.load(scenes[0])  # warm-up (imports, first allocations)
+        for store in (new, old):  # warm-up (imports, first allocations)
+            store.load(scenes[0])
         t_new, t_old, boxes = [], [], 0
         for sid in scenes:
             t0 = time.perf_counter()

@@ -186,6 +186,8 @@ def test_reinit_redraws_only_the_named_parts_of_a_checkpoint(tmp_path):
     save_recipe(recipe, tmp_path / "r.yaml")
     assert load_recipe(tmp_path / "r.yaml").model.reinit == [ModelPart.TEXT_DECODER]
     model, _ = build_model_and_tokenizer(recipe, [], runtime)
+    with pytest.raises(ValueError, match="vocab_size=500 sizes a fresh model"):
+        build_model_and_tokenizer(recipe, [], runtime, vocab_size=500)
     original = load_pretrained(EMBEDDED_MODEL_DIR, runtime).model.state_dict()
     redrawn = {k for k, v in model.state_dict().items() if not torch.equal(v, original[k])}
     assert "language_model.lm_head.weight" in redrawn

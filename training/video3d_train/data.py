@@ -360,6 +360,10 @@ class SceneStore:
         self._cache: collections.OrderedDict[str, SceneTensors] | None = (
             collections.OrderedDict() if max_scenes != 0 else None)
         self._max_scenes = max_scenes
+        # masks_for's CellIndex of the frames it last saw (kept with those frames, so the key
+        # cannot be reused by another array): evaluation asks for the proposals' masks of one
+        # room question after question.
+        self._cells: tuple[np.ndarray, CellIndex] | None = None
 
     def scan_dir(self, scene_id: str) -> Path:
         return self.root / "scannet" / "posed_images" / scene_id
@@ -443,7 +447,9 @@ class SceneStore:
         # CellIndex bounds each cell once and tests pixels only in the cells a box face
         # cuts: the same masks as inside_cells per box (tested); a 16-frame room loads in
         # 58 ms instead of 144 (benchmarks/bench_scene_load.py, BENCHMARKS.md).
-        index = CellIndex(xyz, valid, cell, per)
+        if self._cells is None or self._cells[0] is not xyz:
+            self._cells = (xyz, CellIndex(xyz, valid, cell, per))
+        index = self._cells[1]
         for i, b in enumerate(boxes):
             out[i] = index.inside(Box3D(b[:3], b[3:]), g.inside_fraction)
         return out

@@ -135,14 +135,15 @@ class Evaluator:
         out = []
         for i in range(0, len(samples), self.batch_size):
             chunk = samples[i:i + self.batch_size]
-            items = [self.dataset.item(s, with_answer=True, candidates=self.candidates(s.scene_id))
-                     for s in chunk]
+            boxes = [self.candidates(s.scene_id) for s in chunk]
+            items = [self.dataset.item(s, with_answer=True, candidates=c)
+                     for s, c in zip(chunk, boxes)]
             _, scores = self.step.run(items, with_labels=False)
             for b, s in enumerate(chunk):
                 out.append({"id": s.sample_id, "task": s.task.value, "scene_id": s.scene_id,
                             "question_type": s.question_type, "prediction": None,
                             "ground_truth": None, "gt_boxes": _rows(s.target_boxes),
-                            "proposal_boxes": _rows(self.candidates(s.scene_id)),
+                            "proposal_boxes": _rows(boxes[b]),
                             "proposal_scores": [round(float(v), 6) for v in scores[b].float()]})
         return out
 

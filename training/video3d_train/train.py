@@ -122,6 +122,9 @@ def build_model_and_tokenizer(recipe: TrainRecipe, samples: list[Sample], runtim
     model's embedding rows (:func:`fresh_config`)."""
     mr = recipe.model
     if mr.init is ModelInit.CHECKPOINT:
+        if vocab_size is not None:
+            raise ValueError(f"vocab_size={vocab_size} sizes a fresh model; a checkpoint "
+                             f"({mr.checkpoint}) keeps its own")
         try:
             loaded = load_pretrained(mr.checkpoint, runtime)
         except CheckpointError as e:
