@@ -57,3 +57,24 @@ def test_foreign_config_is_refused(tmp_path, tiny_model, tokenizer):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava_qwen"}))
     with pytest.raises(CheckpointError, match="load_released"):
         load_pretrained(tmp_path, CPU)
+
+
+@pytest.mark.parametrize("damage,reason", [
+    ("weights cut short", "cannot read the weights .*model.safetensors"),
+    ("weights not safetensors", "cannot read the weights .*model.safetensors"),
+    ("config cut short", "cannot read .*config.json"),
+    ("config a list", "config.json: expected a JSON object, got list"),
+])
+def test_damaged_files_are_named(tmp_path, tiny_model, tokenizer, damage, reason):
+    save_pretrained(tiny_model, tokenizer, tmp_path)
+    weights, config = tmp_path / "model.safetensors", tmp_path / "config.json"
+    if damage == "weights cut short":
+        weights.write_bytes(weights.read_bytes()[:-100])
+    elif damage == "weights not safetensors":
+        weights.write_bytes(b"PK\x03\x04 a zip file, for instance")
+    elif damage == "config cut short":
+        config.write_text(config.read_text()[:50])
+    else:
+        config.write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match=reason):
+        load_pretrained(tmp_path, CPU)

@@ -189,3 +189,12 @@ def test_paper_config_fields_map_to_the_paper_shape():
     cfg = config_from_llava(raw)
     assert cfg == paper_7b()
     assert cfg.tokens_per_frame == 210 and 32 * cfg.tokens_per_frame == 6720
+
+
+def test_a_shard_cut_short_is_named(tmp_path, released_tokenizer):
+    model, _ = _build(released_tokenizer, tmp_path)
+    _write_released(tmp_path / "r", model, released_tokenizer, shards=2)
+    shard = sorted((tmp_path / "r").glob("model-*.safetensors"))[1]
+    shard.write_bytes(shard.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match=f"cannot read the weights .*{shard.name}"):
+        load_released(tmp_path / "r", CPU, vision=model.config.vision)

@@ -1,6 +1,7 @@
 """Dense vision-tower pretraining on generated rooms (``video3d_train.vision_pretrain``)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +10,6 @@ from safetensors.torch import load_file
 
 from video3d_ros.model.config import Video3DConfig
 from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
-from video3d_train.data import DataError
 from video3d_train.vision_pretrain import IGNORE, NO_OBJECT, main, patch_labels, pretrain
 
 
@@ -109,24 +109,25 @@ def test_patch_labels_line_up_with_the_pixels(generated_root):
     assert agree > 0.6, f"only {agree:.0%} of labelled patches look like their label's colour"
 
 
-def test_missing_instance_mask_is_named(generated_root, tmp_path):
+def test_missing_instance_mask_is_named(generated_root, tmp_path, capsys):
     import shutil
 
     root = tmp_path / "rooms"
     shutil.copytree(generated_root, root)
     victim = sorted((root / "scannet" / "posed_images").iterdir())[0] / "instance" / "00000.png"
     victim.unlink()
-    with pytest.raises(DataError, match="instance/00000.png"):
-        main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--data-root", str(root),
-              "--out", str(tmp_path / "x"), "--steps", "1", "--probe-steps", "1",
-              "--no-progress"])
+    assert main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--data-root", str(root),
+                 "--out", str(tmp_path / "x"), "--steps", "1", "--probe-steps", "1",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "instance/00000.png" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("text,reason", [
     ('{"objects": [{"object_id": 0, "obj', "JSONDecodeError"),  # cut short
     ('{"objects": [{"object_id": 0, "object_name": "chair"}]}', "KeyError: 'colour'"),  # field missing
 ])
-def test_corrupt_objects_file_is_named(generated_root, tmp_path, text, reason):
+def test_corrupt_objects_file_is_named(generated_root, tmp_path, text, reason, capsys):
     import shutil
 
     root = tmp_path / "rooms"
@@ -134,7 +135,8 @@ def test_corrupt_objects_file_is_named(generated_root, tmp_path, text, reason):
     sid = sorted((root / "scannet" / "posed_images").iterdir())[0].name
     victim = root / "scannet" / "scans" / sid / f"{sid}_objects.json"
     victim.write_text(text)
-    with pytest.raises(DataError, match=f"{sid}_objects.json.*{reason}"):
-        main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--data-root", str(root),
-              "--out", str(tmp_path / "x"), "--steps", "1", "--probe-steps", "1",
-              "--no-progress"])
+    assert main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--data-root", str(root),
+                 "--out", str(tmp_path / "x"), "--steps", "1", "--probe-steps", "1",
+                 "--no-progress"]) == 2
+    assert re.search(f"video3d-vision-pretrain: error: .*{sid}_objects.json.*{reason}",
+                     capsys.readouterr().err)

@@ -41,6 +41,7 @@ from video3d_ros.model.checkpoint import LoadedModel, load_pretrained
 from video3d_ros.model.modeling import IGNORE_INDEX
 from video3d_ros.model.runtime import Runtime
 
+from .cli import run_command
 from .data import Item, SceneStore, Video3DDataset, pool_cells, read_object_labels, read_processed
 from .recipes import ANSWER_LOSS_TASKS
 from .step import Video3DForTraining, answer_video_attention, pad_batch, video_token_targets
@@ -317,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="training rooms for the probe (every k-th of the train split)")
     p.add_argument("--probe-val-rooms", type=int, default=50, help="validation rooms")
     args = p.parse_args(argv)
+    return run_command("video3d-attention", lambda: _run(p, args))
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded, store = load_for_diagnostics(args.checkpoint, args.data_root, args.num_frames)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .cli import run_command
 from .data import Sample, read_processed, read_scene_boxes
 from .evaluate import _rows, metrics_from_dir, subset, write_jsonl
 from .metrics import Task
@@ -134,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--no-meteor", action="store_true")
     a = p.parse_args(argv)
+    return run_command("video3d-baselines", lambda: _run(p, a))
+
+
+def _run(p: argparse.ArgumentParser, a: argparse.Namespace) -> int:
     res = run_baselines(a.data_root, a.train_files, a.val_files, a.out, a.limit,
                         meteor=not a.no_meteor)
     for name, r in res.items():

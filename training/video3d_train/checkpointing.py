@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from video3d_ros.files import atomic_write_bytes, create_temp_beside, give_default_mode
+from video3d_ros.model.checkpoint import read_safetensors
 
 LATEST = "latest"
 ENGINE_DIR = "engine"  # accelerate's save_state output inside a checkpoint
@@ -169,9 +170,7 @@ def checkpoint_model_state(ckpt: str | Path) -> dict[str, torch.Tensor]:
     ckpt = Path(ckpt)
     weights = ckpt / ENGINE_DIR / "model.safetensors"
     if weights.exists():
-        from safetensors.torch import load_file
-
-        return load_file(str(weights))
+        return read_safetensors(weights)
     engine = ckpt / ENGINE_DIR
     if engine.is_dir():
         found = sorted(p.name for p in engine.iterdir())

@@ -42,7 +42,9 @@ from video3d_ros.model.checkpoint import load_pretrained, trained_frames_of
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.runtime import detect_runtime
 
+from .cli import run_command
 from .data import (
+    DataError,
     Sample,
     SceneStore,
     Video3DDataset,
@@ -75,7 +77,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
                 try:
                     out.append(json.loads(line))
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{n}: not a JSON line ({e})") from e
+                    raise DataError(f"{path}:{n}: not a JSON line ({e})") from e
     return out
 
 
@@ -269,8 +271,14 @@ def compare_table(named_dirs: list[str]) -> str:
     """Markdown table across systems from ``NAME=DIR`` result folders (their metrics.json)."""
     rows = {}
     for item in named_dirs:
-        name, _, d = item.partition("=")
-        m = json.loads((Path(d) / "metrics.json").read_text())
+        name, sep, d = item.partition("=")
+        if not (name and sep and d):
+            raise DataError(f"--compare {item!r}: expected NAME=DIR")
+        path = Path(d) / "metrics.json"
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(f"{path}: cannot read the metrics of {name!r} ({e})") from e
         rows[name] = {Task(k): v for k, v in m.items()}
     return markdown_table(rows)
 
@@ -296,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", nargs="+", metavar="NAME=DIR",
                    help="print one Markdown table across result folders and exit")
     args = p.parse_args(argv)
+    return run_command("video3d-eval", lambda: _run(p, args))
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.compare:
         print(compare_table(args.compare))
         return 0

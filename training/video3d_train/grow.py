@@ -26,6 +26,8 @@ from video3d_ros.model.checkpoint import LoadedModel, load_pretrained, save_pret
 from video3d_ros.model.modeling import Video3DModel
 from video3d_ros.model.runtime import Runtime
 
+from .cli import run_command
+
 _LAYER = re.compile(r"^language_model\.model\.layers\.(\d+)\.(.+)$")
 # Projections that write into the residual stream; zero in an inserted layer.
 _RESIDUAL_WRITES = ("self_attn.o_proj.weight", "self_attn.o_proj.bias", "mlp.down_proj.weight",
@@ -92,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="decoder layers of the grown model (more than it has now)")
     p.add_argument("--out", type=Path, required=True, help="directory to write")
     args = p.parse_args(argv)
+    return run_command("video3d-grow", lambda: _run(p, args))
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     loaded = load_pretrained(args.checkpoint)
     try:
         model = grow_text_layers(loaded, args.text_layers)

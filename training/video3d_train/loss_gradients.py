@@ -32,6 +32,7 @@ from tqdm import tqdm
 from video3d_ros.model.checkpoint import LoadedModel
 
 from .attention import load_for_diagnostics, print_report
+from .cli import run_command
 from .data import Item, SceneStore, Video3DDataset, read_processed
 from .metrics import Task
 from .recipes import ANSWER_LOSS_TASKS
@@ -122,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="also write the result as JSON")
     args = p.parse_args(argv)
+    return run_command("video3d-loss-gradients", lambda: _run(p, args))
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.batches < 1 or args.batch_size < 1:
         p.error("--batches and --batch-size must be at least 1")
     tasks = tuple(Task.parse(t) for t in args.answer_tasks)

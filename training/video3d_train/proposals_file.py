@@ -29,6 +29,7 @@ from video3d_ros.geometry import Box3D, depth_to_world_m
 from video3d_ros.keyframes.scan_io import list_frames, read_axis_alignment, read_intrinsics, read_matrix
 from video3d_ros.proposals import ProposalConfig, proposal_recall, propose_boxes
 
+from .cli import run_command
 from .data import DataError, read_processed, read_scene_boxes
 
 
@@ -76,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pixel-stride", type=int, default=2)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    return run_command("video3d-proposals", lambda: _run(p, a))
+
+
+def _run(p: argparse.ArgumentParser, a: argparse.Namespace) -> int:
     scenes = sorted({s.scene_id for f in a.scenes_from
                      for s in read_processed(a.data_root / f)[0]})
     props, recall = build_proposals(a.data_root, scenes, ProposalConfig(pixel_stride=a.pixel_stride),

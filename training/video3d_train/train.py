@@ -56,6 +56,7 @@ from .checkpointing import (
     partial_checkpoint_dir,
     save_training_checkpoint,
 )
+from .cli import run_command
 from .data import Sample, SceneStore, Video3DDataset, collate, read_processed
 from .recipes import (
     DistributedEngine,
@@ -522,6 +523,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"video3d-train: {e}", file=sys.stderr)
         return 2
+    return run_command("video3d-train", lambda: _run(recipe, args))
+
+
+def _run(recipe: TrainRecipe, args: argparse.Namespace) -> int:
     train(recipe, args.output_dir, resume=args.resume, skip_bad=args.skip_bad,
           stop_after_steps=args.stop_after_steps, progress_bar=not args.no_progress)
     if args.stop_after_steps is not None and int(os.environ.get("RANK", "0")) == 0:

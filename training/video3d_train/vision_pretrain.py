@@ -40,6 +40,7 @@ from video3d_ros.model.checkpoint import LoadedModel, load_pretrained, save_pret
 from video3d_ros.model.runtime import Runtime
 from video3d_ros.scenes.vocab import Colour
 
+from .cli import run_command
 from .data import DataError, ObjectLabel, SceneStore, read_object_labels
 
 log = logging.getLogger(__name__)
@@ -336,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    return run_command("video3d-vision-pretrain", lambda: _run(p, args))
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)

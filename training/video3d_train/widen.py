@@ -28,6 +28,8 @@ from video3d_ros.model.checkpoint import LoadedModel, load_pretrained, save_pret
 from video3d_ros.model.config import RandomInit
 from video3d_ros.model.modeling import Video3DModel
 
+from .cli import run_command
+
 # the decoder's size: the ``TextConfig`` fields this tool sets (validated by TextConfig)
 SHAPE_FIELDS = ("hidden_size", "num_layers", "intermediate_size", "num_heads", "num_kv_heads")
 
@@ -63,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
                    choices=[r.value for r in RandomInit], help="draw of the fresh weights")
     p.add_argument("--out", type=Path, required=True, help="directory to write")
     args = p.parse_args(argv)
+    return run_command("video3d-widen", lambda: _run(p, args))
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     loaded = load_pretrained(args.checkpoint)
     try:
         shape = dict(zip(SHAPE_FIELDS, (args.text_hidden, args.text_layers,

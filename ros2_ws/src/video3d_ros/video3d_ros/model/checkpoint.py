@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -87,6 +88,15 @@ def _trained_frames(meta: object, path: Path) -> int:
     return n
 
 
+def read_safetensors(path: str | os.PathLike) -> dict:
+    """The tensors of one safetensors file (on the CPU); a file that is cut short, not
+    safetensors or unreadable raises CheckpointError naming it."""
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"cannot read the weights {path}: {exc}") from exc
+
+
 def load_tokenizer(directory: str | os.PathLike) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(str(directory), local_files_only=True,
                                          trust_remote_code=False)
@@ -97,7 +107,12 @@ def load_pretrained(directory: str | os.PathLike, runtime: Runtime | None = None
     d = Path(directory)
     if not (d / CONFIG_NAME).is_file():
         raise CheckpointError(f"{d} has no {CONFIG_NAME}")
-    meta = json.loads((d / CONFIG_NAME).read_text())
+    try:
+        meta = json.loads((d / CONFIG_NAME).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {d / CONFIG_NAME}: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{d / CONFIG_NAME}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{d / CONFIG_NAME} is not a {FORMAT_NAME} config (format="
                               f"{meta.get('format')!r}); released LLaVA-style checkpoints load "
@@ -113,7 +128,7 @@ def load_pretrained(directory: str | os.PathLike, runtime: Runtime | None = None
     if not (d / WEIGHTS_NAME).is_file():
         raise CheckpointError(f"{d} has no {WEIGHTS_NAME}")
     runtime = runtime or detect_runtime()
-    state = load_file(str(d / WEIGHTS_NAME), device="cpu")
+    state = read_safetensors(d / WEIGHTS_NAME)
     try:
         model = materialize(build_empty(config, runtime.attn_implementation), runtime,
                             {k: v.to(runtime.dtype) if v.is_floating_point() else v

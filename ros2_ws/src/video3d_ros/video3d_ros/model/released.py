@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
 from video3d_ros.geometry import Aggregation
 
 from .build import build_empty, materialize
-from .checkpoint import LoadedModel, load_tokenizer
+from .checkpoint import LoadedModel, load_tokenizer, read_safetensors
 from .config import (
     CoordMode,
     GroundingConfig,
@@ -195,10 +194,10 @@ def read_weights(directory: Path, allow_pickle: bool = False) -> dict[str, torch
             raise CheckpointError(f"shards listed in {index.name} are missing: {missing}")
         state: dict[str, torch.Tensor] = {}
         for f in files:
-            state.update(load_file(str(directory / f), device="cpu"))
+            state.update(read_safetensors(directory / f))
         return state
     if (directory / "model.safetensors").is_file():
-        return load_file(str(directory / "model.safetensors"), device="cpu")
+        return read_safetensors(directory / "model.safetensors")
     pickles = sorted(p.name for p in directory.glob("pytorch_model*.bin"))
     if pickles:
         if not allow_pickle:
