@@ -15,6 +15,7 @@ from video3d_train.attention import main as attention_main
 from video3d_train.baselines import main as baselines_main
 from video3d_train.cli import run_command
 from video3d_train.evaluate import main as eval_main
+from video3d_train.export import main as export_main
 from video3d_train.grow import main as grow_main
 from video3d_train.loss_gradients import main as loss_gradients_main
 from video3d_train.proposals_file import main as proposals_main
@@ -75,6 +76,14 @@ def test_a_data_root_without_the_files_is_named(prog, main, argv, tmp_path, caps
     missing = tmp_path / "no_such_root"
     assert main([a.format(missing=missing, tmp=tmp_path) for a in argv]) == 2
     _one_line_error(capsys, prog, str(missing / "processed"))
+
+
+def test_a_bad_recipe_override_and_a_run_without_checkpoints_are_named(tmp_path, capsys):
+    assert train_main(["--recipe", "tiny_generated", "--set", "optim.lr=-1",
+                       "--output-dir", str(tmp_path / "run")]) == 2
+    _one_line_error(capsys, "video3d-train", "optim.lr must be > 0")
+    assert export_main([str(tmp_path / "no_run"), str(tmp_path / "out")]) == 2
+    _one_line_error(capsys, "video3d-export", str(tmp_path / "no_run"))
 
 
 def test_a_broken_results_line_is_named(tmp_path, capsys):

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export_checkpoint(args.run_dir, args.out, step=args.step)
     except (FileNotFoundError, ValueError, CheckpointError) as e:
-        print(f"video3d-export: {e}", file=sys.stderr)
+        print(f"video3d-export: error: {e}", file=sys.stderr)
         return 2
     print(f"video3d-export: wrote {args.out}")
     return 0

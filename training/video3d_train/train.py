@@ -521,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipe = load_recipe(args.recipe).with_overrides(args.set)
     except (ValueError, FileNotFoundError) as e:
-        print(f"video3d-train: {e}", file=sys.stderr)
+        print(f"video3d-train: error: {e}", file=sys.stderr)
         return 2
     return run_command("video3d-train", lambda: _run(recipe, args))
 
