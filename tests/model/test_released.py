@@ -198,3 +198,15 @@ def test_a_shard_cut_short_is_named(tmp_path, released_tokenizer):
     shard.write_bytes(shard.read_bytes()[:200])
     with pytest.raises(CheckpointError, match=f"cannot read the weights .*{shard.name}"):
         load_released(tmp_path / "r", CPU, vision=model.config.vision)
+
+
+def test_a_corrupt_config_or_index_is_named(tmp_path, released_tokenizer):
+    model, _ = _build(released_tokenizer, tmp_path)
+    _write_released(tmp_path / "r", model, released_tokenizer, shards=2)
+    index = tmp_path / "r" / "model.safetensors.index.json"
+    index.write_text(index.read_text()[:30])
+    with pytest.raises(CheckpointError, match="cannot read .*model.safetensors.index.json"):
+        load_released(tmp_path / "r", CPU, vision=model.config.vision)
+    (tmp_path / "r" / "config.json").write_text('"llava"')
+    with pytest.raises(CheckpointError, match="config.json: expected a JSON object, got str"):
+        load_released(tmp_path / "r", CPU, vision=model.config.vision)

@@ -318,10 +318,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="training rooms for the probe (every k-th of the train split)")
     p.add_argument("--probe-val-rooms", type=int, default=50, help="validation rooms")
     args = p.parse_args(argv)
-    return run_command("video3d-attention", lambda: _run(p, args))
+    return run_command("video3d-attention", lambda: _run(args))
 
 
-def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded, store = load_for_diagnostics(args.checkpoint, args.data_root, args.num_frames)

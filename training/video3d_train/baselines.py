@@ -135,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--no-meteor", action="store_true")
     a = p.parse_args(argv)
-    return run_command("video3d-baselines", lambda: _run(p, a))
+    return run_command("video3d-baselines", lambda: _run(a))
 
 
-def _run(p: argparse.ArgumentParser, a: argparse.Namespace) -> int:
+def _run(a: argparse.Namespace) -> int:
     res = run_baselines(a.data_root, a.train_files, a.val_files, a.out, a.limit,
                         meteor=not a.no_meteor)
     for name, r in res.items():

@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pixel-stride", type=int, default=2)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    return run_command("video3d-proposals", lambda: _run(p, a))
+    return run_command("video3d-proposals", lambda: _run(a))
 
 
-def _run(p: argparse.ArgumentParser, a: argparse.Namespace) -> int:
+def _run(a: argparse.Namespace) -> int:
     scenes = sorted({s.scene_id for f in a.scenes_from
                      for s in read_processed(a.data_root / f)[0]})
     props, recall = build_proposals(a.data_root, scenes, ProposalConfig(pixel_stride=a.pixel_stride),

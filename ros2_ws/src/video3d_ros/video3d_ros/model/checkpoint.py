@@ -73,11 +73,19 @@ def trained_frames_of(directory: str | os.PathLike) -> int:
     and ours from before the field were trained with the paper's 32.
     """
     path = Path(directory) / CONFIG_NAME
+    return _trained_frames(read_json_object(path), path)
+
+
+def read_json_object(path: str | os.PathLike) -> dict:
+    """A checkpoint's JSON file (config, shard index) as a dict; a file that cannot be read,
+    is not JSON or holds no object raises CheckpointError naming it."""
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc}") from exc
-    return _trained_frames(meta, path)
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    return meta
 
 
 def _trained_frames(meta: object, path: Path) -> int:
@@ -107,12 +115,7 @@ def load_pretrained(directory: str | os.PathLike, runtime: Runtime | None = None
     d = Path(directory)
     if not (d / CONFIG_NAME).is_file():
         raise CheckpointError(f"{d} has no {CONFIG_NAME}")
-    try:
-        meta = json.loads((d / CONFIG_NAME).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read {d / CONFIG_NAME}: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{d / CONFIG_NAME}: expected a JSON object, got {type(meta).__name__}")
+    meta = read_json_object(d / CONFIG_NAME)
     if meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{d / CONFIG_NAME} is not a {FORMAT_NAME} config (format="
                               f"{meta.get('format')!r}); released LLaVA-style checkpoints load "

@@ -14,7 +14,6 @@ mapped to our enums here, by whole-string table lookup, and nowhere else.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 from video3d_ros.geometry import Aggregation
 
 from .build import build_empty, materialize
-from .checkpoint import LoadedModel, load_tokenizer, read_safetensors
+from .checkpoint import LoadedModel, load_tokenizer, read_json_object, read_safetensors
 from .config import (
     CoordMode,
     GroundingConfig,
@@ -188,7 +187,7 @@ def read_weights(directory: Path, allow_pickle: bool = False) -> dict[str, torch
     """All tensors of a checkpoint directory (sharded or single file)."""
     index = directory / "model.safetensors.index.json"
     if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = sorted(set(read_json_object(index)["weight_map"].values()))
         missing = [f for f in files if not (directory / f).is_file()]
         if missing:
             raise CheckpointError(f"shards listed in {index.name} are missing: {missing}")
@@ -224,7 +223,7 @@ def load_released(directory: str | os.PathLike, runtime: Runtime | None = None,
     d = Path(directory)
     if not (d / "config.json").is_file():
         raise CheckpointError(f"{d} has no config.json")
-    raw = json.loads((d / "config.json").read_text())
+    raw = read_json_object(d / "config.json")
     config = config_from_llava(raw, vision)
     tokenizer = load_tokenizer(d)
     ensure_video_token(tokenizer)
