@@ -38,3 +38,46 @@ def test_phase_one_then_phase_two(generated_root, tmp_path):
     w1, w2 = first.model.state_dict(), second.model.state_dict()
     assert w1.keys() == w2.keys()
     assert any(not torch.equal(w1[k], w2[k]) for k in w1)  # phase 2 trained
+
+
+def test_answers_then_mix_cycle_from_the_embedded_model(generated_root, tmp_path):
+    """Phases 17–24 of the embedded model: ``tiny_generated_answers`` (the two QA files, no
+    grounding, no answer losses) then ``tiny_generated_mix`` (all five tasks, grounding back)."""
+    import json
+    import shutil
+
+    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+    from video3d_train.metrics import scanqa_question_kind
+
+    root = tmp_path / "rooms"
+    shutil.copytree(generated_root, root)
+    # the mix's colour-question file, as default_model/README.md writes it
+    qa = json.loads((root / "processed/scanqa_train_llava_style.json").read_text())
+    ask = lambda x: x["conversations"][0]["value"].replace("<image>", "").replace(  # noqa: E731
+        "Answer the question simply.", "").strip()
+    colour = [x for x in qa if scanqa_question_kind(ask(x)) == "colour"]
+    assert colour, "the rooms have no colour questions"
+    (root / "processed/scanqa_colour_train.json").write_text(json.dumps(colour))
+
+    small = [f"data.root={root}", "data.num_frames=2", "max_steps=4", "micro_batch_size=4",
+             "save_every_steps=4", "log_every_steps=1"]
+    answers = load_recipe("tiny_generated_answers").with_overrides(
+        [*small, f"model.checkpoint={EMBEDDED_MODEL_DIR}"])
+    assert sorted(answers.data.train_files) == ["processed/scanqa_train_llava_style.json",
+                                                "processed/sqa3d_train_llava_style.json"]
+    assert answers.answer_attention_loss_scale == answers.answer_readout_loss_scale == 0.0
+    run1 = train(answers, tmp_path / "answers", progress_bar=False)
+    hist1 = [json.loads(line) for line in (run1 / "history.jsonl").read_text().splitlines()]
+    assert len(hist1) == 4 and all(h["ground_loss"] == 0.0 for h in hist1)
+
+    mix = load_recipe("tiny_generated_mix").with_overrides([*small, f"model.checkpoint={run1 / 'final'}"])
+    assert len(mix.data.train_files) == 6 and mix.optim.lr < answers.optim.lr
+    run2 = train(mix, tmp_path / "mix", progress_bar=False)
+    hist2 = [json.loads(line) for line in (run2 / "history.jsonl").read_text().splitlines()]
+    assert any(h["ground_loss"] > 0.0 for h in hist2)  # the grounding samples are back
+
+    start = load_pretrained(EMBEDDED_MODEL_DIR, CPU)
+    end = load_pretrained(run2 / "final", CPU)
+    assert end.tokenizer.get_vocab() == start.tokenizer.get_vocab()  # the tokenizer is kept
+    w0, w2 = start.model.state_dict(), end.model.state_dict()
+    assert any(not torch.equal(w0[k], w2[k]) for k in w0)
