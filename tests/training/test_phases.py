@@ -47,17 +47,15 @@ def test_answers_then_mix_cycle_from_the_embedded_model(generated_root, tmp_path
     import shutil
 
     from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
-    from video3d_train.metrics import scanqa_question_kind
+    from video3d_train.data import read_processed, write_questions_of_kind
 
     root = tmp_path / "rooms"
     shutil.copytree(generated_root, root)
     # the mix's colour-question file, as default_model/README.md writes it
-    qa = json.loads((root / "processed/scanqa_train_llava_style.json").read_text())
-    ask = lambda x: x["conversations"][0]["value"].replace("<image>", "").replace(  # noqa: E731
-        "Answer the question simply.", "").strip()
-    colour = [x for x in qa if scanqa_question_kind(ask(x)) == "colour"]
-    assert colour, "the rooms have no colour questions"
-    (root / "processed/scanqa_colour_train.json").write_text(json.dumps(colour))
+    colour = root / "processed/scanqa_colour_train.json"
+    n = write_questions_of_kind(root / "processed/scanqa_train_llava_style.json", colour, "colour")
+    assert n > 0, "the rooms have no colour questions"
+    assert [s.question_type for s in read_processed(colour)[0]] == ["colour"] * n
 
     small = [f"data.root={root}", "data.num_frames=2", "max_steps=4", "micro_batch_size=4",
              "save_every_steps=4", "log_every_steps=1"]

@@ -26,12 +26,18 @@ USER_ERRORS: tuple[type[BaseException], ...] = (DataError, CheckpointError, Scan
 EXIT_USER_ERROR = 2
 
 
+def report_user_error(prog: str, exc: BaseException) -> int:
+    """Print ``prog: error: <exc>`` (with the traceback under ``VIDEO3D_TRACEBACK=1``) and
+    return the exit status of a user error. Call it from an ``except`` block."""
+    if os.environ.get("VIDEO3D_TRACEBACK") == "1":
+        traceback.print_exc()
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
 def run_command(prog: str, command: Callable[[], int]) -> int:
     """``command()``'s exit status, or 2 after one line on stderr for a user error."""
     try:
         return command()
     except USER_ERRORS as e:
-        if os.environ.get("VIDEO3D_TRACEBACK") == "1":
-            traceback.print_exc()
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return report_user_error(prog, e)

@@ -166,17 +166,22 @@ def parse_sample(raw: Any, file: str) -> Sample:
                   object_ids=object_ids, box_input=box_input, references=refs)
 
 
-def read_processed(path: str | Path, skip_bad: bool = False) -> tuple[list[Sample], int]:
-    """All samples of one processed file and how many bad ones were skipped."""
-    path = Path(path)
+def _read_sample_list(path: Path) -> list:
+    """The JSON list of a processed file; DataError naming the file otherwise."""
     try:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise DataError(f"{path}: cannot read a processed JSON file ({e})") from e
     if not isinstance(raw, list):
         raise DataError(f"{path}: expected a JSON list of samples")
+    return raw
+
+
+def read_processed(path: str | Path, skip_bad: bool = False) -> tuple[list[Sample], int]:
+    """All samples of one processed file and how many bad ones were skipped."""
+    path = Path(path)
     out, bad = [], 0
-    for item in raw:
+    for item in _read_sample_list(path):
         try:
             out.append(parse_sample(item, str(path)))
         except DataError as e:
@@ -185,6 +190,16 @@ def read_processed(path: str | Path, skip_bad: bool = False) -> tuple[list[Sampl
             bad += 1
             log.warning("skipping bad sample: %s", e)
     return out, bad
+
+
+def write_questions_of_kind(src: str | Path, dst: str | Path, kind: str) -> int:
+    """Write to ``dst`` the samples of processed file ``src`` whose question type is ``kind``
+    (as the evaluator assigns it, e.g. ``colour`` for ScanQA), unchanged; return how many.
+    The embedded model's mix oversamples ``scanqa_colour_train.json`` written this way."""
+    src = Path(src)
+    chosen = [item for item in _read_sample_list(src) if parse_sample(item, str(src)).question_type == kind]
+    Path(dst).write_text(json.dumps(chosen))
+    return len(chosen)
 
 
 # ---- scenes ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from video3d_ros.model.errors import CheckpointError
 
+from .cli import report_user_error
 from .train import export_checkpoint
 
 
@@ -28,8 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export_checkpoint(args.run_dir, args.out, step=args.step)
     except (FileNotFoundError, ValueError, CheckpointError) as e:
-        print(f"video3d-export: error: {e}", file=sys.stderr)
-        return 2
+        return report_user_error("video3d-export", e)
     print(f"video3d-export: wrote {args.out}")
     return 0
 

@@ -56,7 +56,7 @@ from .checkpointing import (
     partial_checkpoint_dir,
     save_training_checkpoint,
 )
-from .cli import run_command
+from .cli import report_user_error, run_command
 from .data import Sample, SceneStore, Video3DDataset, collate, read_processed
 from .recipes import (
     DistributedEngine,
@@ -521,8 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipe = load_recipe(args.recipe).with_overrides(args.set)
     except (ValueError, FileNotFoundError) as e:
-        print(f"video3d-train: error: {e}", file=sys.stderr)
-        return 2
+        return report_user_error("video3d-train", e)
     return run_command("video3d-train", lambda: _run(recipe, args))
 
 

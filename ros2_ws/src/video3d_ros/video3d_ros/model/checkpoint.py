@@ -88,9 +88,9 @@ def read_json_object(path: str | os.PathLike) -> dict:
     return meta
 
 
-def _trained_frames(meta: object, path: Path) -> int:
+def _trained_frames(meta: dict, path: Path) -> int:
     """``trained_frames`` of a parsed config.json (the paper's 32 when absent)."""
-    n = meta.get("trained_frames", PAPER_TRAINED_FRAMES) if isinstance(meta, dict) else None
+    n = meta.get("trained_frames", PAPER_TRAINED_FRAMES)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise CheckpointError(f"{path}: trained_frames must be a positive integer, got {n!r}")
     return n
