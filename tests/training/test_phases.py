@@ -1,10 +1,16 @@
-"""The embedded model's two phases: grounding only from scratch, then all tasks from its final/."""
+"""The embedded model's phases: grounding only from scratch, then all tasks from its final/;
+and the answers-then-mix cycle that continues it (phases 17–24)."""
+
+import json
+import shutil
 
 import torch
 from video3d_ros.model.checkpoint import load_pretrained, load_tokenizer, trained_frames_of
 from video3d_ros.model.config import BoxSizeEncoding
 from video3d_ros.model.runtime import Runtime
 from video3d_ros.model.tokenizer import build_tokenizer
+from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+from video3d_train.data import read_processed, write_questions_of_kind
 from video3d_train.recipes import load_recipe
 from video3d_train.train import read_samples, tokenizer_corpus, train
 
@@ -43,12 +49,6 @@ def test_phase_one_then_phase_two(generated_root, tmp_path):
 def test_answers_then_mix_cycle_from_the_embedded_model(generated_root, tmp_path):
     """Phases 17–24 of the embedded model: ``tiny_generated_answers`` (the two QA files, no
     grounding, no answer losses) then ``tiny_generated_mix`` (all five tasks, grounding back)."""
-    import json
-    import shutil
-
-    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
-    from video3d_train.data import read_processed, write_questions_of_kind
-
     root = tmp_path / "rooms"
     shutil.copytree(generated_root, root)
     # the mix's colour-question file, as default_model/README.md writes it
