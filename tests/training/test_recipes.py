@@ -27,6 +27,48 @@ def test_every_shipped_recipe_round_trips(name, tmp_path):
     assert yaml.safe_load((tmp_path / "r.yaml").read_text()) == r.to_dict()
 
 
+def test_a_recipe_with_a_base_writes_only_what_differs(tmp_path):
+    """Sections merge key by key; a list or mapping value replaces the base's whole; the
+    saved recipe is the resolved one, without ``base``."""
+    base = load_recipe("tiny_generated")
+    (tmp_path / "ablation.yaml").write_text(
+        "base: tiny_generated\nname: ablation\noptim:\n  lr: 5.0e-04\n"
+        "data:\n  train_files: [processed/scanqa_train_llava_style.json]\nmax_steps: 10\n")
+    r = load_recipe(tmp_path / "ablation.yaml")
+    assert (r.name, r.optim.lr, r.max_steps) == ("ablation", 5e-4, 10)
+    assert r.optim.vision_lr == base.optim.vision_lr and r.optim.betas == base.optim.betas
+    assert r.data.train_files == ["processed/scanqa_train_llava_style.json"]
+    assert r.data.val_files == base.data.val_files and r.model == base.model
+    save_recipe(r, tmp_path / "saved.yaml")
+    assert "base" not in yaml.safe_load((tmp_path / "saved.yaml").read_text())
+    assert load_recipe(tmp_path / "saved.yaml") == r
+    # a base by path, relative to the file that names it, two levels deep
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "deeper.yaml").write_text("base: ../ablation.yaml\nname: deeper\n"
+                                                  "optim:\n  weight_decay: 0.1\n")
+    d = load_recipe(tmp_path / "sub" / "deeper.yaml")
+    assert (d.name, d.optim.lr, d.optim.weight_decay, d.max_steps) == ("deeper", 5e-4, 0.1, 10)
+
+
+def test_recipe_bases_fail_with_the_file_and_the_reason(tmp_path):
+    def write(name, text):
+        (tmp_path / name).write_text(text)
+        return tmp_path / name
+
+    with pytest.raises(FileNotFoundError, match="base 'tiny_generatd' not found"):
+        load_recipe(write("typo.yaml", "base: tiny_generatd\nname: typo\n"))
+    with pytest.raises(ValueError, match="must set its own name"):
+        load_recipe(write("anon.yaml", "base: tiny_generated\nmax_steps: 3\n"))
+    write("a.yaml", "base: b.yaml\nname: a\n")
+    with pytest.raises(ValueError, match="cycle: b.yaml -> a.yaml -> b.yaml"):
+        load_recipe(write("b.yaml", "base: a.yaml\nname: b\n"))
+    with pytest.raises(ValueError, match=r"unknown optim keys: \['lrr'\]") as err:
+        load_recipe(write("bad.yaml", "base: tiny_generated\nname: bad\noptim:\n  lrr: 1\n"))
+    assert "bad.yaml" in str(err.value)
+    with pytest.raises(ValueError, match="base must be a recipe name or path"):
+        load_recipe(write("list.yaml", "base: [tiny_generated]\nname: l\n"))
+
+
 def test_paper_recipe_matches_reference_facts():
     r = load_recipe("paper_7b")
     assert (r.optim.lr, r.optim.vision_lr, r.optim.weight_decay) == (1e-5, 2e-6, 0.0)

@@ -5,6 +5,12 @@ data files and frame sampling, optimiser and schedule, losses, precision and
 the distributed engine. Shipped recipes live in ``recipes/*.yaml`` and are
 loaded by name (``load_recipe("tiny_generated")``) or by path.
 
+A recipe file may start from another with ``base:`` (a shipped recipe's name, or a
+path relative to the file) and write only what differs: its sections (``model``,
+``data``, ``optim``) are merged key by key into the base's, and every value it sets —
+a list or mapping included — replaces the base's whole. A recipe with a base names
+itself. What a run saves (``save_recipe``) is the resolved recipe, with no base.
+
     recipe = load_recipe("paper_7b")
     recipe.optim.lr                      # 1e-05
     save_recipe(recipe, "run/recipe.yaml")  # exact round trip
@@ -288,14 +294,53 @@ def load_recipe(name_or_path: str | Path) -> TrainRecipe:
         if not p.exists():
             raise FileNotFoundError(f"no shipped recipe {name_or_path!r}; shipped: "
                                     f"{shipped_recipes()}")
-    with open(p) as f:
-        d = yaml.safe_load(f)
-    if not isinstance(d, dict):
-        raise ValueError(f"{p}: a recipe must be a YAML mapping")
+    d = recipe_mapping(p)
     try:
         return TrainRecipe.from_dict(d)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{p}: {e}") from e
+
+
+_SECTIONS = ("model", "data", "optim")
+
+
+def recipe_mapping(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe file's mapping with its ``base:`` chain resolved (see the module doc).
+
+    Raises:
+        FileNotFoundError: the file, or a base it names, does not exist.
+        ValueError: not a YAML mapping, a base that is not a string, a cycle of bases,
+            or a recipe with a base and no name of its own.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no recipe file {p}")
+    with open(p) as f:
+        d = yaml.safe_load(f)
+    if not isinstance(d, dict):
+        raise ValueError(f"{p}: a recipe must be a YAML mapping")
+    if "base" not in d:
+        return d
+    base = d.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"{p}: base must be a recipe name or path, got {base!r}")
+    if "name" not in d:
+        raise ValueError(f"{p}: a recipe with a base must set its own name")
+    chain = (*_chain, p.resolve())
+    base_path = RECIPE_DIR / f"{base}.yaml" if not Path(base).suffix else p.parent / base
+    if base_path.resolve() in chain:
+        names = " -> ".join(str(c.name) for c in (*chain, base_path.resolve()))
+        raise ValueError(f"{p}: recipe bases form a cycle: {names}")
+    if not base_path.is_file():
+        raise FileNotFoundError(f"{p}: base {base!r} not found ({base_path}); shipped recipes: "
+                                f"{shipped_recipes()}")
+    merged = recipe_mapping(base_path, chain)
+    for key, value in d.items():
+        if key in _SECTIONS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def save_recipe(recipe: TrainRecipe, path: str | Path) -> None:
