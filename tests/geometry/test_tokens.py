@@ -5,6 +5,8 @@ import pytest
 
 from video3d_ros.geometry import (
     Aggregation,
+    FrameFit,
+    crop_inside_mask,
     discretize_coords,
     patch_coords_m,
     resize_crop_nearest,
@@ -32,6 +34,39 @@ def test_resize_crop_params_landscape_and_portrait():
     assert (s.resized_height_px, s.resized_width_px, s.top_px, s.left_px) == (384, 512, 0, 64)
     s = resize_crop_params(640, 480, 384)
     assert (s.resized_height_px, s.resized_width_px, s.top_px, s.left_px) == (512, 384, 64, 0)
+
+
+def test_pad_fits_the_long_side_and_centres_the_frame():
+    s = resize_crop_params(480, 640, 384, FrameFit.PAD)
+    assert (s.resized_height_px, s.resized_width_px, s.top_px, s.left_px) == (288, 384, -48, 0)
+    s = resize_crop_params(640, 480, 384, FrameFit.PAD)
+    assert (s.resized_height_px, s.resized_width_px, s.top_px, s.left_px) == (384, 288, 0, -48)
+    inside = crop_inside_mask(s)
+    assert inside[:, 48:336].all() and not inside[:, :48].any() and not inside[:, 336:].any()
+    # a square frame is the same either way; a centre crop has no padding
+    assert resize_crop_params(50, 50, 16, FrameFit.PAD) == resize_crop_params(50, 50, 16)
+    assert crop_inside_mask(resize_crop_params(30, 50, 16)).all()
+    # a 1-px-high strip still keeps one row
+    assert resize_crop_params(1, 500, 16, FrameFit.PAD).resized_height_px == 1
+    with pytest.raises(TypeError, match="FrameFit"):
+        resize_crop_params(30, 50, 16, "pad")
+
+
+def test_padded_nearest_resize_is_torch_nearest_on_the_inside_and_edge_outside():
+    torch = pytest.importorskip("torch")
+    img = np.random.default_rng(0).normal(size=(30, 50, 3)).astype(np.float32)
+    spec = resize_crop_params(30, 50, 16, FrameFit.PAD)
+    ours = resize_crop_nearest(img, spec)
+    t = torch.from_numpy(img).permute(2, 0, 1)[None]
+    resized = torch.nn.functional.interpolate(
+        t, size=(spec.resized_height_px, spec.resized_width_px), mode="nearest"
+    )[0].permute(1, 2, 0).numpy()  # (9, 16, 3)
+    top = -spec.top_px
+    np.testing.assert_array_equal(ours[top:top + 9], resized)
+    # padding repeats the nearest edge row
+    np.testing.assert_array_equal(ours[:top], np.broadcast_to(resized[0], (top, 16, 3)))
+    np.testing.assert_array_equal(ours[top + 9:], np.broadcast_to(resized[-1], (16 - top - 9, 16, 3)))
+    assert crop_inside_mask(spec).sum() == 9 * 16
 
 
 def test_resize_crop_nearest_matches_torch_nearest():

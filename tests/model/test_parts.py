@@ -279,6 +279,34 @@ def test_position_encoding_changes_tokens(tiny_model, processor, frames):
     assert torch.all(diff[:, :g] > 0) and torch.all(diff[:, g] == 0)  # newlines carry no PE
 
 
+def test_padded_frames_keep_the_whole_frame_and_mark_the_padding(tokenizer):
+    """frame_fit=pad: a mark at the frame's left edge, which the paper's crop drops, is
+    in the tower's input; padding is grey (0 normalised) and invalid."""
+    from video3d_ros.geometry import FrameFit
+    from video3d_ros.model.shapes import tiny
+    from video3d_ros.model.tokenizer import token_ids_of
+
+    rgb = np.full((60, 120, 3), 255, np.uint8)
+    rgb[:, :10] = (255, 0, 0)  # a red strip on the left twelfth of a 2:1 frame
+    xyz = np.dstack([*np.meshgrid(np.arange(120.0), np.arange(60.0)), np.ones((60, 120))])
+    valid = np.ones((60, 120), bool)
+    config = tiny(len(tokenizer), token_ids_of(tokenizer))
+    crop = Video3DProcessor(tokenizer, config).prepare_frame(rgb, xyz, valid)
+    config.video.frame_fit = FrameFit.PAD
+    pad = Video3DProcessor(tokenizer, config).prepare_frame(rgb, xyz, valid)
+    s = config.vision.image_size_px  # 112: the frame becomes 56 × 112, rows 28–83
+    red = lambda px: (px[0] > 0.9) & (px[1] < -0.9)  # noqa: E731 — normalised red
+    assert not red(crop.pixel_values).any()
+    assert red(pad.pixel_values)[28:84, :8].all() and not red(pad.pixel_values)[:, 12:].any()
+    assert torch.all(pad.pixel_values[:, :28] == 0) and torch.all(pad.pixel_values[:, 84:] == 0)
+    assert pad.valid[28:84].all() and not pad.valid[:28].any() and not pad.valid[84:].any()
+    # every source column is seen; the crop keeps the middle half
+    assert pad.xyz_m[28:84, :, 0].min() == 0 and pad.xyz_m[28:84, :, 0].max() >= 118
+    assert crop.xyz_m[..., 0].min() >= 29 and crop.xyz_m[..., 0].max() <= 90
+    assert pad.pixel_values.shape == crop.pixel_values.shape == (3, s, s)
+    assert np.isfinite(pad.token_points).all()
+
+
 def test_cell_index_equals_pixelwise_inside_cells():
     """The bounds-pruned index gives exactly the pixel-by-pixel answer, for many boxes."""
     from video3d_ros.model.object_features import CellIndex

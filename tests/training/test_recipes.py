@@ -180,6 +180,40 @@ def test_pool_stride_override_changes_the_video_tokens_of_a_loaded_checkpoint(tm
         base.with_overrides(["model.pool_stride=0"])
 
 
+def test_frame_fit_override_pads_the_frames_of_a_loaded_checkpoint(tmp_path):
+    """``model.frame_fit=pad`` trains a centre-crop checkpoint on whole frames; the export
+    carries it, and a checkpoint without the key (written before it existed) crops."""
+    import json
+
+    import torch
+
+    from video3d_ros.geometry import FrameFit
+    from video3d_ros.model.checkpoint import load_pretrained, save_pretrained
+    from video3d_ros.model.runtime import Runtime
+    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+    from video3d_train.train import build_model_and_tokenizer
+
+    runtime = Runtime(torch.device("cpu"), torch.float32, "sdpa")
+    base = load_recipe("tiny_generated").with_overrides(
+        [f"model.checkpoint={EMBEDDED_MODEL_DIR}"])
+    assert base.model.frame_fit is None
+    model, _ = build_model_and_tokenizer(base, [], runtime)
+    assert model.config.video.frame_fit is FrameFit.CENTRE_CROP
+    padded = base.with_overrides(["model.frame_fit=pad"])
+    save_recipe(padded, tmp_path / "r.yaml")
+    assert load_recipe(tmp_path / "r.yaml").model.frame_fit is FrameFit.PAD
+    model, tok = build_model_and_tokenizer(padded, [], runtime)
+    save_pretrained(model, tok, tmp_path / "m")
+    stored = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert stored["config"]["video"]["frame_fit"] == "pad"
+    assert load_pretrained(tmp_path / "m").model.config.video.frame_fit is FrameFit.PAD
+    del stored["config"]["video"]["frame_fit"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(stored))
+    assert load_pretrained(tmp_path / "m").model.config.video.frame_fit is FrameFit.CENTRE_CROP
+    with pytest.raises(ValueError, match="not a valid FrameFit"):
+        base.with_overrides(["model.frame_fit=stretch"])
+
+
 def test_sharding_engine_on_cpu_says_it_runs_data_parallel(caplog):
     """accelerate applies FSDP/ZeRO-3 to CUDA processes only: on CPU the run must say so."""
     import logging

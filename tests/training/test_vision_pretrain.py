@@ -28,6 +28,11 @@ def test_patch_labels_take_the_object_covering_most_of_each_patch():
     # an object must cover min_cover of the patch: 3 of 4 px is below 0.8
     cat, col = patch_labels(mask, lookup, size_px=4, patch_px=2, min_cover=0.8)
     assert cat.tolist() == [[NO_OBJECT, NO_OBJECT], [4, NO_OBJECT]]
+    # padded (frame_fit=pad): a 2 × 4 mask becomes the middle rows of the 4 × 4 input;
+    # the padding rows are no object, not the edge row repeated
+    from video3d_ros.geometry import FrameFit
+    cat, _ = patch_labels(mask[2:], lookup, size_px=4, patch_px=1, fit=FrameFit.PAD)
+    assert cat.tolist() == [[NO_OBJECT] * 4, [4, 4, 4, 2], [4, 4, 2, 2], [NO_OBJECT] * 4]
     # an instance the scene's objects do not list is "no object"
     cat, _ = patch_labels(mask, {5: (4, 1)}, size_px=4, patch_px=2)
     assert cat.tolist() == [[NO_OBJECT, NO_OBJECT], [4, NO_OBJECT]]

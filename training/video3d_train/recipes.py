@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from video3d_ros.geometry import FrameFit
 from video3d_ros.keyframes import SamplingStrategy
 from video3d_ros.model.config import (BoxSizeEncoding, GroundLossKind, ModelPart, PromptLayout,
                                       RandomInit)
@@ -89,6 +90,9 @@ class ModelRecipe:
     # pooling of the patch grid into the LLM's video tokens; None: the checkpoint's (fresh: the
     # shape's). The projector is per patch, so a checkpoint can be trained at another stride
     pool_stride: int | None = None
+    # how a frame becomes the tower's square (centre_crop, the paper's; pad: the whole
+    # frame); None: the checkpoint's (fresh: centre_crop)
+    frame_fit: FrameFit | None = None
 
     def __post_init__(self) -> None:
         from video3d_ros.model.shapes import SHAPES
@@ -99,6 +103,8 @@ class ModelRecipe:
         self.box_size = BoxSizeEncoding(self.box_size)
         if self.prompt_layout is not None:
             self.prompt_layout = PromptLayout(self.prompt_layout)
+        if self.frame_fit is not None:
+            self.frame_fit = FrameFit(self.frame_fit)
         self.reinit = [ModelPart(p) for p in self.reinit]
         if self.reinit and self.init is not ModelInit.CHECKPOINT:
             raise ValueError("model.reinit re-draws parts of a loaded checkpoint; a fresh model "

@@ -155,14 +155,16 @@ def build_model_and_tokenizer(recipe: TrainRecipe, samples: list[Sample], runtim
 
 def apply_model_recipe(config: Video3DConfig, mr: ModelRecipe) -> None:
     """What the recipe sets on any model, fresh or loaded: the grounding loss and, when
-    given, the prompt layout (a video-first checkpoint can be trained question-first) and
-    the pool stride of the video tokens."""
+    given, the prompt layout (a video-first checkpoint can be trained question-first), the
+    pool stride of the video tokens and how frames are fitted to the tower's square."""
     if config.grounding is not None:
         config.grounding.loss = mr.ground_loss
     if mr.prompt_layout is not None:
         config.video.prompt_layout = mr.prompt_layout
     if mr.pool_stride is not None:
         config.video.pool_stride = mr.pool_stride
+    if mr.frame_fit is not None:
+        config.video.frame_fit = mr.frame_fit
     config.video.__post_init__()  # re-validate what was set, as fresh_config does
 
 

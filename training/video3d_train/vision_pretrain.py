@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from video3d_ros.geometry.tokens import resize_crop_nearest, resize_crop_params
+from video3d_ros.geometry.tokens import (FrameFit, crop_inside_mask, resize_crop_nearest,
+                                         resize_crop_params)
 from video3d_ros.model.checkpoint import LoadedModel, load_pretrained, save_pretrained
 from video3d_ros.model.runtime import Runtime
 from video3d_ros.scenes.vocab import Colour
@@ -62,21 +63,23 @@ class PatchHeadKind(enum.Enum):
 
 
 def patch_labels(instance: np.ndarray, object_of_instance: dict[int, tuple[int, int]],
-                 size_px: int, patch_px: int, min_cover: float = 0.5
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 size_px: int, patch_px: int, min_cover: float = 0.5,
+                 fit: FrameFit = FrameFit.CENTRE_CROP) -> tuple[np.ndarray, np.ndarray]:
     """Category and colour index of every patch of one frame.
 
     Args:
         instance: (H, W) uint16 instance mask (object_id + 1; 0 = no object).
         object_of_instance: instance value → (category index ≥ 1, colour index).
-        size_px: the model's input size (the mask is resized and cropped like the image).
+        size_px: the model's input size (the mask is resized and cropped like the image,
+            with ``fit``; padding is no object).
         patch_px: patch side in pixels.
         min_cover: fraction of a patch the majority object must cover to label it.
 
     Returns: (P, P) category indices (``NO_OBJECT`` where no object covers ``min_cover``)
     and (P, P) colour indices (``IGNORE`` there).
     """
-    crop = resize_crop_nearest(instance, resize_crop_params(*instance.shape, size_px))
+    spec = resize_crop_params(*instance.shape, size_px, fit)
+    crop = np.where(crop_inside_mask(spec), resize_crop_nearest(instance, spec), 0)
     p = size_px // patch_px
     cells = crop[: p * patch_px, : p * patch_px].reshape(p, patch_px, p, patch_px)
     cells = cells.transpose(0, 2, 1, 3).reshape(p * p, patch_px * patch_px).astype(np.int64)
@@ -136,7 +139,7 @@ def load_patch_set(store: SceneStore, objects: dict[str, list[ObjectLabel]],
             except OSError as e:
                 raise DataError(f"{mask_path}: {e}") from e
             pix.append(store.processor.prepare_frame(rgb, xyz, valid).pixel_values)
-            c, k = patch_labels(mask, lookup, size, patch)
+            c, k = patch_labels(mask, lookup, size, patch, fit=store.config.video.frame_fit)
             cats.append(torch.from_numpy(c))
             cols.append(torch.from_numpy(k))
     return PatchSet(torch.stack(pix), torch.stack(cats), torch.stack(cols))

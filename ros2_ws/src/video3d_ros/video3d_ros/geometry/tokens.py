@@ -1,9 +1,13 @@
 """Per-token world coordinates: resize/crop like the frames, then aggregate per cell.
 
-The vision tower sees a ``size_px × size_px`` centre crop of each frame whose
-short side was resized to ``size_px``. The per-pixel coordinate map goes
-through the same resize (nearest neighbour) and crop, so ``CropSpec`` is shared
-with the image pipeline (which resizes RGB bilinearly with the same numbers).
+The vision tower sees a ``size_px × size_px`` square of each frame. In the paper
+(``FrameFit.CENTRE_CROP``) it is the centre crop of the frame resized so that its
+short side is ``size_px``: the ends of the long side are dropped (a quarter of a
+4:3 frame, 44 % of a 16:9 one). ``FrameFit.PAD`` instead resizes the *long* side to
+``size_px`` and centres the frame on a square of padding, so every pixel is seen,
+smaller. The per-pixel coordinate map goes through the same resize (nearest
+neighbour) and window, so ``CropSpec`` is shared with the image pipeline (which
+resizes RGB bilinearly with the same numbers).
 
 The tower cuts the crop into ``patches_per_side²`` patches of ``patch_size_px``
 (the right/bottom ``image_size_px − used_px`` pixels are dropped), features are
@@ -29,13 +33,21 @@ import numpy as np
 from ._checks import check_bool_mask, check_points, check_positive
 
 
+class FrameFit(enum.Enum):
+    """How a frame of any aspect ratio becomes the vision tower's square input."""
+
+    CENTRE_CROP = "centre_crop"  # the paper's: short side to size, the centre square kept
+    PAD = "pad"  # long side to size, centred on padding: the whole frame is seen
+
+
 @dataclass(frozen=True)
 class CropSpec:
-    """How a (src_height_px, src_width_px) image is resized then centre-cropped.
+    """How a (src_height_px, src_width_px) image is resized, then windowed to a square.
 
-    The short side is resized to ``size_px`` (long side: ``int(long·size/short)``,
-    as Hugging Face image processors do), then the centre
-    ``size_px × size_px`` window starting at (top_px, left_px) is kept.
+    The image is resized to (resized_height_px, resized_width_px); output pixel (r, c)
+    of the ``size_px × size_px`` window shows resized pixel (r + top_px, c + left_px).
+    Centre crop: non-negative offsets. Pad: a negative offset is the padding before the
+    image; output pixels outside the resized image are padding (:func:`crop_inside_mask`).
     """
 
     src_height_px: int
@@ -47,21 +59,33 @@ class CropSpec:
     size_px: int
 
 
-def resize_crop_params(height_px: int, width_px: int, size_px: int) -> CropSpec:
-    """Compute the resize-short-side-then-centre-crop geometry.
+def resize_crop_params(height_px: int, width_px: int, size_px: int,
+                       fit: FrameFit = FrameFit.CENTRE_CROP) -> CropSpec:
+    """Compute the resize-then-window geometry of one image size.
 
     Args:
         height_px, width_px: source image size in pixels (> 0).
-        size_px: target short side and crop size in pixels (> 0).
+        size_px: side of the square output in pixels (> 0).
+        fit: CENTRE_CROP resizes the short side to ``size_px`` (the long side to
+            ``int(long·size/short)``, as Hugging Face image processors do) and keeps the
+            centre square; PAD resizes the long side to ``size_px`` (the short side to
+            ``max(1, int(short·size/long))``) and centres it on the square.
     """
+    if not isinstance(fit, FrameFit):
+        raise TypeError(f"fit must be a FrameFit, got {fit!r}")
     for name, v in (("height_px", height_px), ("width_px", width_px), ("size_px", size_px)):
         if int(v) != v or v <= 0:
             raise ValueError(f"{name} must be a positive integer, got {v}")
     height_px, width_px, size_px = int(height_px), int(width_px), int(size_px)
-    if height_px <= width_px:
-        rh, rw = size_px, int(width_px * size_px / height_px)
+    if fit is FrameFit.CENTRE_CROP:
+        if height_px <= width_px:
+            rh, rw = size_px, int(width_px * size_px / height_px)
+        else:
+            rh, rw = int(height_px * size_px / width_px), size_px
+    elif height_px <= width_px:
+        rh, rw = max(1, int(height_px * size_px / width_px)), size_px
     else:
-        rh, rw = int(height_px * size_px / width_px), size_px
+        rh, rw = size_px, max(1, int(width_px * size_px / height_px))
     return CropSpec(
         src_height_px=height_px,
         src_width_px=width_px,
@@ -77,16 +101,30 @@ def crop_source_indices(spec: CropSpec) -> tuple[np.ndarray, np.ndarray]:
     """Source row and column of every output pixel under nearest-neighbour resize.
 
     Uses the ``floor(dst · src / resized)`` rule of ``torch.nn.functional.interpolate``
-    (mode="nearest"). Returns (rows (size,), cols (size,)) int64 arrays.
+    (mode="nearest"). Padding (a padded spec) takes the nearest edge row/column.
+    Returns (rows (size,), cols (size,)) int64 arrays.
     """
     out = np.arange(spec.size_px, dtype=np.int64)
-    rows = ((out + spec.top_px) * spec.src_height_px) // spec.resized_height_px
-    cols = ((out + spec.left_px) * spec.src_width_px) // spec.resized_width_px
-    return rows, cols
+    r = np.clip(out + spec.top_px, 0, spec.resized_height_px - 1)
+    c = np.clip(out + spec.left_px, 0, spec.resized_width_px - 1)
+    return (r * spec.src_height_px) // spec.resized_height_px, \
+        (c * spec.src_width_px) // spec.resized_width_px
+
+
+def crop_inside_mask(spec: CropSpec) -> np.ndarray:
+    """(size, size) bool: True where the output shows the image, False on padding."""
+    out = np.arange(spec.size_px)
+    r, c = out + spec.top_px, out + spec.left_px
+    rows = (r >= 0) & (r < spec.resized_height_px)
+    cols = (c >= 0) & (c < spec.resized_width_px)
+    return rows[:, None] & cols[None, :]
 
 
 def resize_crop_nearest(array: np.ndarray, spec: CropSpec) -> np.ndarray:
-    """Resize (nearest) and centre-crop ``array`` (H, W, ...) → (size, size, ...)."""
+    """Resize (nearest) and window ``array`` (H, W, ...) → (size, size, ...).
+
+    Padding repeats the nearest edge pixel; mask it with :func:`crop_inside_mask`.
+    """
     array = np.asarray(array)
     if array.shape[:2] != (spec.src_height_px, spec.src_width_px):
         raise ValueError(

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from video3d_ros.geometry import Aggregation, TokenGrid, token_grid
+from video3d_ros.geometry import Aggregation, FrameFit, TokenGrid, token_grid
 
 
 class ProjectorKind(enum.Enum):
@@ -195,12 +195,14 @@ class VideoConfig:
     pool_mode: PoolMode = PoolMode.BILINEAR  # how the patch grid is pooled
     newline: NewlinePosition = NewlinePosition.GRID  # newline token layout
     prompt_layout: PromptLayout = PromptLayout.VIDEO_FIRST  # video before/after the task text
+    frame_fit: FrameFit = FrameFit.CENTRE_CROP  # a frame → the tower's square (paper: crop)
 
     def __post_init__(self) -> None:
         self.projector = ProjectorKind(self.projector)
         self.pool_mode = PoolMode(self.pool_mode)
         self.newline = NewlinePosition(self.newline)
         self.prompt_layout = PromptLayout(self.prompt_layout)
+        self.frame_fit = FrameFit(self.frame_fit)
         _check_positive_int(self, "pool_stride")
 
 

@@ -21,10 +21,12 @@ question (a causal decoder's video tokens otherwise never see it)::
 
 Its prefix depends on the question, so the engine cannot reuse it.
 
-Frames: RGB is resized (bilinear, antialiased) so the short side equals the
-tower's image size and centre-cropped with the same :class:`CropSpec` the
-per-pixel coordinates go through (nearest neighbour), so pixels and
-coordinates line up.
+Frames: RGB is resized (bilinear, antialiased) and windowed to the tower's square
+with the same :class:`CropSpec` the per-pixel coordinates go through (nearest
+neighbour), so pixels and coordinates line up. ``video.frame_fit`` picks the window:
+the paper's centre crop of the short side, or the whole frame padded (padding is
+grey — 0 after SigLIP's normalisation — and its pixels are invalid, with the
+coordinates of the nearest frame pixel).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
-from video3d_ros.geometry import patch_coords_m, resize_crop_nearest, resize_crop_params
+from video3d_ros.geometry import (CropSpec, crop_inside_mask, patch_coords_m, resize_crop_nearest,
+                                  resize_crop_params)
 
 from .config import PositionEncodingKind, PromptLayout, Video3DConfig
 from .modeling import IGNORE_INDEX
@@ -147,15 +150,16 @@ class Video3DProcessor:
             raise ValueError(f"rgb ({h}, {w}) and depth ({hd}, {wd}) differ in aspect ratio; "
                              "their crops would not line up")
         size = self.config.vision.image_size_px
-        spec = resize_crop_params(h, w, size)
-        dspec = resize_crop_params(hd, wd, size)
+        fit = self.config.video.frame_fit
+        spec = resize_crop_params(h, w, size, fit)
+        dspec = resize_crop_params(hd, wd, size, fit)
         img = torch.tensor(rgb).permute(2, 0, 1)[None].float() / 255.0  # (1, 3, H, W)
         img = F.interpolate(img, size=(spec.resized_height_px, spec.resized_width_px),
-                            mode="bilinear", antialias=True, align_corners=False)
-        img = img[0, :, spec.top_px:spec.top_px + size, spec.left_px:spec.left_px + size]
-        pixel_values = ((img - PIXEL_MEAN) / PIXEL_STD).contiguous()  # (3, S, S)
+                            mode="bilinear", antialias=True, align_corners=False)[0]
+        pixel_values = _window(img, spec, PIXEL_MEAN)
+        pixel_values = ((pixel_values - PIXEL_MEAN) / PIXEL_STD).contiguous()  # (3, S, S)
         xyz = resize_crop_nearest(np.asarray(xyz_m, dtype=np.float32), dspec)  # (S, S, 3)
-        ok = resize_crop_nearest(np.asarray(valid, dtype=bool), dspec)  # (S, S)
+        ok = resize_crop_nearest(np.asarray(valid, dtype=bool), dspec) & crop_inside_mask(dspec)
         pos = self.config.position
         points = None
         if pos.kind is not PositionEncodingKind.NONE:
@@ -218,6 +222,19 @@ class Video3DProcessor:
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+def _window(img: torch.Tensor, spec: CropSpec, fill: float) -> torch.Tensor:
+    """(3, resized H, resized W) → the (3, S, S) window of ``spec``; ``fill`` on padding."""
+    size = spec.size_px
+    if spec.top_px >= 0 and spec.left_px >= 0:  # a crop
+        return img[:, spec.top_px:spec.top_px + size, spec.left_px:spec.left_px + size]
+    out = torch.full((img.shape[0], size, size), fill, dtype=img.dtype)
+    top, left = max(0, -spec.top_px), max(0, -spec.left_px)
+    src = img[:, max(0, spec.top_px):max(0, spec.top_px) + size - top,
+              max(0, spec.left_px):max(0, spec.left_px) + size - left]
+    out[:, top:top + src.shape[1], left:left + src.shape[2]] = src
+    return out
 
 
 def _check_task_text(task_text: str) -> None:
