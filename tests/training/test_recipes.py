@@ -111,20 +111,26 @@ def test_box_size_is_for_fresh_models_only():
         load_recipe("tiny_generated").with_overrides(["model.box_size=sinusoidal"])
 
 
+def _cpu_runtime_and_embedded_recipe():
+    """A CPU fp32 runtime and ``tiny_generated`` starting from the embedded checkpoint."""
+    import torch
+
+    from video3d_ros.model.runtime import Runtime
+    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+
+    runtime = Runtime(torch.device("cpu"), torch.float32, "sdpa")
+    return runtime, load_recipe("tiny_generated").with_overrides(
+        [f"model.checkpoint={EMBEDDED_MODEL_DIR}"])
+
+
 def test_prompt_layout_override_applies_to_a_loaded_checkpoint(tmp_path):
     """``model.prompt_layout`` turns a video-first checkpoint question-first; unset, the
     checkpoint keeps its own; the exported model carries the layout in its config."""
-    import torch
-
     from video3d_ros.model.checkpoint import load_pretrained, save_pretrained
     from video3d_ros.model.config import PromptLayout
-    from video3d_ros.model.runtime import Runtime
-    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
     from video3d_train.train import build_model_and_tokenizer
 
-    runtime = Runtime(torch.device("cpu"), torch.float32, "sdpa")
-    base = load_recipe("tiny_generated").with_overrides(
-        [f"model.checkpoint={EMBEDDED_MODEL_DIR}"])
+    runtime, base = _cpu_runtime_and_embedded_recipe()
     assert base.model.prompt_layout is None
     model, _ = build_model_and_tokenizer(base, [], runtime)
     assert model.config.video.prompt_layout is PromptLayout.VIDEO_FIRST
@@ -150,13 +156,9 @@ def test_pool_stride_override_changes_the_video_tokens_of_a_loaded_checkpoint(tm
 
     from video3d_ros.model.checkpoint import load_pretrained, save_pretrained
     from video3d_ros.model.processor import Video3DProcessor
-    from video3d_ros.model.runtime import Runtime
-    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
     from video3d_train.train import build_model_and_tokenizer
 
-    runtime = Runtime(torch.device("cpu"), torch.float32, "sdpa")
-    base = load_recipe("tiny_generated").with_overrides(
-        [f"model.checkpoint={EMBEDDED_MODEL_DIR}"])
+    runtime, base = _cpu_runtime_and_embedded_recipe()
     assert base.model.pool_stride is None
     model, _ = build_model_and_tokenizer(base, [], runtime)
     assert model.config.video.pool_stride == 2
@@ -185,17 +187,12 @@ def test_frame_fit_override_pads_the_frames_of_a_loaded_checkpoint(tmp_path):
     carries it, and a checkpoint without the key (written before it existed) crops."""
     import json
 
-    import torch
 
     from video3d_ros.geometry import FrameFit
     from video3d_ros.model.checkpoint import load_pretrained, save_pretrained
-    from video3d_ros.model.runtime import Runtime
-    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
     from video3d_train.train import build_model_and_tokenizer
 
-    runtime = Runtime(torch.device("cpu"), torch.float32, "sdpa")
-    base = load_recipe("tiny_generated").with_overrides(
-        [f"model.checkpoint={EMBEDDED_MODEL_DIR}"])
+    runtime, base = _cpu_runtime_and_embedded_recipe()
     assert base.model.frame_fit is None
     model, _ = build_model_and_tokenizer(base, [], runtime)
     assert model.config.video.frame_fit is FrameFit.CENTRE_CROP
