@@ -187,7 +187,6 @@ def test_frame_fit_override_pads_the_frames_of_a_loaded_checkpoint(tmp_path):
     carries it, and a checkpoint without the key (written before it existed) crops."""
     import json
 
-
     from video3d_ros.geometry import FrameFit
     from video3d_ros.model.checkpoint import load_pretrained, save_pretrained
     from video3d_train.train import build_model_and_tokenizer
