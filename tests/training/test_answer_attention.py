@@ -15,7 +15,8 @@ from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
 from video3d_train.attention import (
     READOUT_FEATURES,
     ProbeLabel,
-    colour_readout,
+    ReadoutQuestions,
+    answer_readout,
     linear_probe_accuracy,
     load_for_diagnostics,
     probe_features,
@@ -32,7 +33,7 @@ from video3d_train.data import (
     answer_token_cells,
     read_processed,
 )
-from video3d_train.metrics import Task
+from video3d_train.metrics import Task, scanqa_question_kind
 from video3d_train.recipes import ReadoutSource, load_recipe
 from video3d_train.step import (
     Video3DForTraining,
@@ -371,7 +372,7 @@ def test_colour_readout_on_generated_rooms(seeing_rooms):
     generated_root = seeing_rooms
     loaded, store = load_for_diagnostics(EMBEDDED_MODEL_DIR, generated_root, num_frames=8)
     file = "processed/scanqa_train_llava_style.json"
-    res = colour_readout(loaded, store, file, test_every=2, progress=False)
+    res = answer_readout(loaded, store, file, test_every=2, progress=False)
     colour_questions = {s.sample_id.rsplit("_", 1)[0] for s in read_processed(generated_root / file)[0]
                         if "color" in s.prompt.lower() or "colour" in s.prompt.lower()}
     assert 0 < res["test_questions"] < res["questions"] <= len(colour_questions)
@@ -382,9 +383,24 @@ def test_colour_readout_on_generated_rooms(seeing_rooms):
     assert set(res["classes"]) <= colours
     # its hooks are removed afterwards (transformers keeps hooks of its own)
     assert not [h for m in loaded.model.modules() for h in m._forward_hooks.values()
-                if "colour_readout" in getattr(h, "__qualname__", "")]
-    with pytest.raises(ValueError, match="at least two rooms"):
-        colour_readout(loaded, store, file, test_every=1, progress=False)
+                if "answer_readout" in getattr(h, "__qualname__", "")]
+    with pytest.raises(ValueError, match="colour readout .* at least two rooms"):
+        answer_readout(loaded, store, file, test_every=1, progress=False)
+
+
+def test_relation_readout_probes_the_answer_objects_category(seeing_rooms):
+    """Relation questions ("what is next to X") name their answer object; the label is
+    its category, whichever of the answer's forms ("a brown window") the sample holds."""
+    loaded, store = load_for_diagnostics(EMBEDDED_MODEL_DIR, seeing_rooms, num_frames=8)
+    file = "processed/scanqa_train_llava_style.json"
+    res = answer_readout(loaded, store, file, test_every=2, progress=False,
+                         questions=ReadoutQuestions.RELATION)
+    relation = {s.sample_id.rsplit("_", 1)[0] for s in read_processed(seeing_rooms / file)[0]
+                if scanqa_question_kind(s.prompt) == "relation"}
+    assert 0 < res["test_questions"] < res["questions"] <= len(relation)
+    categories = {o["object_name"] for p in (seeing_rooms / "scannet/scans").glob("*/*_objects.json")
+                  for o in json.loads(p.read_text())["objects"]}
+    assert set(res["classes"]) <= categories and set(res["accuracy"]) == set(READOUT_FEATURES)
 
 
 def test_linear_probe_finds_a_linear_label_and_not_a_random_one():

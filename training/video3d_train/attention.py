@@ -40,9 +40,11 @@ from tqdm import tqdm
 from video3d_ros.model.checkpoint import LoadedModel, load_pretrained
 from video3d_ros.model.modeling import IGNORE_INDEX
 from video3d_ros.model.runtime import Runtime
+from video3d_ros.scenes.vocab import Colour
 
 from .cli import run_command
 from .data import Item, SceneStore, Video3DDataset, pool_cells, read_object_labels, read_processed
+from .metrics import scanqa_question_kind
 from .recipes import ANSWER_LOSS_TASKS
 from .step import Video3DForTraining, answer_video_attention, pad_batch, video_token_targets
 
@@ -118,14 +120,47 @@ READOUT_FEATURES = ("head0_output", "perfect_head0_output", "last_layer_input", 
 COLOUR_WORDS = ("color", "colour")
 
 
-def colour_readout(loaded: LoadedModel, store: SceneStore, file: str, limit: int | None = None,
-                   batch: int = 16, test_every: int = 5, progress: bool = True) -> dict:
-    """Can the answer read the colour of the object a ScanQA colour question names?
+class ReadoutQuestions(enum.Enum):
+    """Which ScanQA questions :func:`answer_readout` probes, and for what label."""
 
-    For each colour question (its text says "color"/"colour"; the label is the answer's
-    first word) whose named objects some video token sees, four features, each probed
-    linearly for the colour (fitted on the questions of most rooms, scored on those of
-    every ``test_every``-th room):
+    COLOUR = "colour"  # "what colour is X": the label is the answer's colour (its first word)
+    RELATION = "relation"  # "what is next to X": the label is the answer's category
+
+
+def _colour_label(answer: str) -> str:
+    return answer.split()[0].lower()
+
+
+def _category_label(answer: str) -> str:
+    """"a brown window" / "brown window" / "window" → "window"."""
+    words = answer.lower().split()
+    if words[:1] in (["a"], ["an"]):
+        words = words[1:]
+    if words[:1] and words[0] in _COLOUR_NAMES:
+        words = words[1:]
+    return " ".join(words)
+
+
+_COLOUR_NAMES = frozenset(c.value for c in Colour)
+# which questions each readout keeps (from the sample's prompt) and the label it probes
+_READOUTS = {
+    ReadoutQuestions.COLOUR: (lambda prompt: any(w in prompt.lower() for w in COLOUR_WORDS),
+                              _colour_label),
+    ReadoutQuestions.RELATION: (lambda prompt: scanqa_question_kind(prompt) == "relation",
+                                _category_label),
+}
+
+
+def answer_readout(loaded: LoadedModel, store: SceneStore, file: str, limit: int | None = None,
+                   batch: int = 16, test_every: int = 5, progress: bool = True,
+                   questions: ReadoutQuestions = ReadoutQuestions.COLOUR) -> dict:
+    """Can the answer read what it needs from the object a ScanQA question names?
+
+    ``questions`` COLOUR: colour questions, the label is the named object's colour (the
+    answer's first word). RELATION: "what is next to X" questions, whose named object is
+    the answer, the label is its category. For each such question whose named objects some
+    video token sees, four features, each probed linearly for the label (fitted on the
+    questions of most rooms, scored on those of every ``test_every``-th room):
 
     - ``head0_output``: what the last layer's head 0 (the one the answer-attention loss
       trains) outputs at the position predicting the first answer token;
@@ -135,9 +170,9 @@ def colour_readout(loaded: LoadedModel, store: SceneStore, file: str, limit: int
     - ``final_hidden``: the final hidden state at that position (what the LM head reads).
     """
     model, cfg = loaded.model, loaded.model.config
-    samples = one_per_question(
-        read_processed(store.root / file)[0],
-        keep=lambda s: any(w in s.prompt.lower() for w in COLOUR_WORDS) and bool(s.answer.split()))
+    wanted, label_of = _READOUTS[questions]
+    samples = one_per_question(read_processed(store.root / file)[0],
+                               keep=lambda s: wanted(s.prompt) and bool(s.answer.split()))
     ds = Video3DDataset(samples[:limit], store, max_length=cfg.text.max_position_embeddings)
     last = model.language_model.model.layers[-1]
     seen: dict[str, torch.Tensor] = {}
@@ -149,7 +184,7 @@ def colour_readout(loaded: LoadedModel, store: SceneStore, file: str, limit: int
 
     head_dim = cfg.text.hidden_size // cfg.text.num_heads
     feats: dict[str, list[torch.Tensor]] = {k: [] for k in READOUT_FEATURES}
-    colours, rooms = [], []
+    truth, rooms = [], []
     hooks = [last.register_forward_hook(keep("layer_in", True), with_kwargs=True),
              last.self_attn.o_proj.register_forward_hook(keep("heads_out", True), with_kwargs=True),
              last.self_attn.v_proj.register_forward_hook(keep("values", False), with_kwargs=True),
@@ -166,24 +201,25 @@ def colour_readout(loaded: LoadedModel, store: SceneStore, file: str, limit: int
             feats["perfect_head0_output"].append(seen["values"][b, obj, :head_dim].mean(0))
             feats["last_layer_input"].append(seen["layer_in"][b, obj].mean(0))
             feats["final_hidden"].append(seen["final"][b, q])
-            colours.append(it.sample.answer.split()[0].lower())
+            truth.append(label_of(it.sample.answer))
             rooms.append(it.sample.scene_id)
     finally:
         for h in hooks:
             h.remove()
     scenes = sorted(set(rooms))
     train = torch.tensor([scenes.index(r) % test_every != 0 for r in rooms], dtype=torch.bool)
-    if not colours or bool(train.all()) or not bool(train.any()):
-        raise ValueError(f"{file}: the colour readout needs colour questions with their objects "
-                         f"in view in at least two rooms (found {len(colours)} in "
+    if not truth or bool(train.all()) or not bool(train.any()):
+        raise ValueError(f"{file}: the {questions.value} readout needs {questions.value} "
+                         f"questions with their objects "
+                         f"in view in at least two rooms (found {len(truth)} in "
                          f"{len(scenes)} rooms)")
-    classes = sorted(set(colours))
-    y = torch.tensor([classes.index(c) for c in colours])
+    classes = sorted(set(truth))
+    y = torch.tensor([classes.index(c) for c in truth])
     majority = max(float((y[~train] == c).float().mean()) for c in range(len(classes)))
     acc = {k: round(linear_probe_accuracy(torch.stack(v)[train], y[train], torch.stack(v)[~train],
                                           y[~train], len(classes)), 1)
            for k, v in feats.items()}
-    return {"questions": len(colours), "test_questions": int((~train).sum()),
+    return {"questions": len(truth), "test_questions": int((~train).sum()),
             "majority_share": round(100 * majority, 1), "accuracy": acc, "classes": classes}
 
 
@@ -311,9 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe", action="append", default=[], choices=["category", "colour"],
                    help="also fit a token probe of this label (generated rooms; repeatable)")
     p.add_argument("--category-probe", action="store_true", help="the same as --probe category")
-    p.add_argument("--colour-readout", action="store_true",
+    p.add_argument("--readout", action="append", default=[], choices=["colour", "relation"],
                    help="also probe whether the answer can read the named object's colour "
-                        "(colour questions of --file; see colour_readout)")
+                        "(colour questions of --file) or category (relation questions, whose "
+                        "named object is the answer); see answer_readout (repeatable)")
+    p.add_argument("--colour-readout", action="store_true", help="the same as --readout colour")
     p.add_argument("--probe-train-rooms", type=int, default=60,
                    help="training rooms for the probe (every k-th of the train split)")
     p.add_argument("--probe-val-rooms", type=int, default=50, help="validation rooms")
@@ -326,8 +364,10 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     loaded, store = load_for_diagnostics(args.checkpoint, args.data_root, args.num_frames)
     res = answer_attention(loaded, store, args.file, args.limit)
-    if args.colour_readout:
-        res["colour_readout"] = colour_readout(loaded, store, args.file, args.limit)
+    for name in dict.fromkeys(args.readout + (["colour"] if args.colour_readout else [])):
+        kind = ReadoutQuestions(name)
+        res[f"{name}_readout"] = answer_readout(loaded, store, args.file, args.limit,
+                                                questions=kind)
     labels = [ProbeLabel.from_name(n) for n in dict.fromkeys(
         args.probe + (["category"] if args.category_probe else []))]
     if labels:
