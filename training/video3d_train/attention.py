@@ -118,6 +118,7 @@ def answer_attention(loaded: LoadedModel, store: SceneStore, file: str,
 
 READOUT_FEATURES = ("head0_output", "perfect_head0_output", "last_layer_input", "final_hidden")
 COLOUR_WORDS = ("color", "colour")
+_COLOUR_NAMES = frozenset(c.value for c in Colour)
 
 
 class ReadoutQuestions(enum.Enum):
@@ -141,7 +142,6 @@ def _category_label(answer: str) -> str:
     return " ".join(words)
 
 
-_COLOUR_NAMES = frozenset(c.value for c in Colour)
 # which questions each readout keeps (from the sample's prompt) and the label it probes
 _READOUTS = {
     ReadoutQuestions.COLOUR: (lambda prompt: any(w in prompt.lower() for w in COLOUR_WORDS),
