@@ -67,6 +67,14 @@ def test_padded_nearest_resize_is_torch_nearest_on_the_inside_and_edge_outside()
     np.testing.assert_array_equal(ours[:top], np.broadcast_to(resized[0], (top, 16, 3)))
     np.testing.assert_array_equal(ours[top + 9:], np.broadcast_to(resized[-1], (16 - top - 9, 16, 3)))
     assert crop_inside_mask(spec).sum() == 9 * 16
+    # or holds a fill value there, the inside unchanged
+    filled = resize_crop_nearest(img, spec, fill=-7.0)
+    np.testing.assert_array_equal(filled[top:top + 9], resized)
+    assert (filled[:top] == -7).all() and (filled[top + 9:] == -7).all()
+    # a centre crop has no padding: a fill changes nothing
+    crop = resize_crop_params(30, 50, 16)
+    np.testing.assert_array_equal(resize_crop_nearest(img, crop, fill=-7.0),
+                                  resize_crop_nearest(img, crop))
 
 
 def test_resize_crop_nearest_matches_torch_nearest():

@@ -504,8 +504,9 @@ def _under(root: str, path: str | None) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="video3d-train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--recipe", required=True, help="shipped recipe name or YAML path (a YAML file may start with "
-                   "base: <recipe> and set only what differs)")
+    p.add_argument("--recipe", required=True,
+                   help="shipped recipe name or YAML path (a YAML file may start with "
+                        "'base: <recipe>' and set only what differs)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set optim.lr=1e-4 (repeatable)")
     p.add_argument("--output-dir", required=True, type=Path)

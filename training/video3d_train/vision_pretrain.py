@@ -35,8 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from video3d_ros.geometry.tokens import (FrameFit, crop_inside_mask, resize_crop_nearest,
-                                         resize_crop_params)
+from video3d_ros.geometry.tokens import FrameFit, resize_crop_nearest, resize_crop_params
 from video3d_ros.model.checkpoint import LoadedModel, load_pretrained, save_pretrained
 from video3d_ros.model.runtime import Runtime
 from video3d_ros.scenes.vocab import Colour
@@ -78,8 +77,7 @@ def patch_labels(instance: np.ndarray, object_of_instance: dict[int, tuple[int, 
     Returns: (P, P) category indices (``NO_OBJECT`` where no object covers ``min_cover``)
     and (P, P) colour indices (``IGNORE`` there).
     """
-    spec = resize_crop_params(*instance.shape, size_px, fit)
-    crop = np.where(crop_inside_mask(spec), resize_crop_nearest(instance, spec), 0)
+    crop = resize_crop_nearest(instance, resize_crop_params(*instance.shape, size_px, fit), fill=0)
     p = size_px // patch_px
     cells = crop[: p * patch_px, : p * patch_px].reshape(p, patch_px, p, patch_px)
     cells = cells.transpose(0, 2, 1, 3).reshape(p * p, patch_px * patch_px).astype(np.int64)

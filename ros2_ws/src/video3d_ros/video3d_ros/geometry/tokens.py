@@ -27,6 +27,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -120,10 +121,11 @@ def crop_inside_mask(spec: CropSpec) -> np.ndarray:
     return rows[:, None] & cols[None, :]
 
 
-def resize_crop_nearest(array: np.ndarray, spec: CropSpec) -> np.ndarray:
+def resize_crop_nearest(array: np.ndarray, spec: CropSpec, fill: Any = None) -> np.ndarray:
     """Resize (nearest) and window ``array`` (H, W, ...) → (size, size, ...).
 
-    Padding repeats the nearest edge pixel; mask it with :func:`crop_inside_mask`.
+    Padding (a padded spec) holds ``fill``, or with ``fill=None`` repeats the nearest
+    edge pixel (:func:`crop_inside_mask` says where the padding is).
     """
     array = np.asarray(array)
     if array.shape[:2] != (spec.src_height_px, spec.src_width_px):
@@ -132,7 +134,10 @@ def resize_crop_nearest(array: np.ndarray, spec: CropSpec) -> np.ndarray:
             f"as in spec, got {array.shape[:2]}"
         )
     rows, cols = crop_source_indices(spec)
-    return array[rows[:, None], cols[None, :]]
+    out = array[rows[:, None], cols[None, :]]
+    if fill is not None:
+        out[~crop_inside_mask(spec)] = fill
+    return out
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
-from video3d_ros.geometry import (CropSpec, crop_inside_mask, patch_coords_m, resize_crop_nearest,
-                                  resize_crop_params)
+from video3d_ros.geometry import CropSpec, patch_coords_m, resize_crop_nearest, resize_crop_params
 
 from .config import PositionEncodingKind, PromptLayout, Video3DConfig
 from .modeling import IGNORE_INDEX
@@ -159,7 +158,7 @@ class Video3DProcessor:
         pixel_values = _window(img, spec, PIXEL_MEAN)
         pixel_values = ((pixel_values - PIXEL_MEAN) / PIXEL_STD).contiguous()  # (3, S, S)
         xyz = resize_crop_nearest(np.asarray(xyz_m, dtype=np.float32), dspec)  # (S, S, 3)
-        ok = resize_crop_nearest(np.asarray(valid, dtype=bool), dspec) & crop_inside_mask(dspec)
+        ok = resize_crop_nearest(np.asarray(valid, dtype=bool), dspec, fill=False)  # (S, S)
         pos = self.config.position
         points = None
         if pos.kind is not PositionEncodingKind.NONE:
