@@ -10,7 +10,13 @@ from video3d_ros.model.checkpoint import load_pretrained
 from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
 from video3d_train.data import SceneStore, Video3DDataset, read_processed
 from video3d_train.evaluate import evaluate
-from video3d_train.grow import grow_text_layers, layer_plan, main
+from video3d_train.grow import (
+    grow_text_layers,
+    layer_plan,
+    main,
+    resample_patch_positions,
+    resize_tower_input,
+)
 from video3d_train.step import Video3DForTraining
 
 
@@ -67,3 +73,61 @@ def test_shrinking_is_refused_with_the_counts(tmp_path, capsys):
               "--out", str(tmp_path / "x")])
     assert "must exceed the current 2" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_resampled_positions_follow_a_smooth_field():
+    """The embedding field is resampled, not re-indexed: a constant stays exact, and a field
+    linear over the image keeps its values at the new patch centres away from the clamped
+    border, up to the cubic kernel's (a = -0.75) error, a tenth of one old step here."""
+    g, G = 8, 16
+    centre = lambda n: (torch.arange(n, dtype=torch.float64) + 0.5) / n  # noqa: E731
+    def field(n):
+        y, x = torch.meshgrid(centre(n), centre(n), indexing="ij")
+        return torch.stack([2 * x - 3 * y, x + 0.5], -1).reshape(n * n, 2)  # (n², 2)
+    out = resample_patch_positions(field(g), G).reshape(G, G, 2)
+    want = field(G).reshape(G, G, 2)
+    inner = slice(3, G - 3)
+    assert out.shape == want.shape
+    step = 3 / g  # the largest change between neighbouring old patches
+    torch.testing.assert_close(out[inner, inner], want[inner, inner], atol=0.1 * step, rtol=0)
+    flat = torch.full((g * g, 3), 0.25, dtype=torch.float64)
+    torch.testing.assert_close(resample_patch_positions(flat, G), torch.full((G * G, 3), 0.25,
+                                                                             dtype=torch.float64))
+    assert not torch.allclose(out, resample_patch_positions(field(g).flip(0), G).reshape(G, G, 2))
+    with pytest.raises(ValueError, match="not a square patch grid"):
+        resample_patch_positions(torch.zeros(10, 2), G)
+
+
+def test_resized_tower_reads_larger_crops_and_trains(generated_root, tmp_path):
+    out = tmp_path / "t224"
+    assert main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--image-size-px", "224",
+                 "--out", str(out)]) == 0
+    original = load_pretrained(EMBEDDED_MODEL_DIR)
+    loaded = load_pretrained(out)
+    assert loaded.model.config.vision.image_size_px == 224
+    assert loaded.model.config.tokens_per_frame == 8 * 9  # 16 × 16 patches pooled 2 × 2, newlines
+    table = loaded.model.state_dict()["vision_tower.embeddings.position_embedding.weight"]
+    assert tuple(table.shape) == (256, 64)
+    before, after = original.model.state_dict(), loaded.model.state_dict()
+    kept = [k for k in before if "position_embedding" not in k]
+    assert all(torch.equal(before[k], after[k]) for k in kept)  # nothing else changed
+    samples, _ = read_processed(generated_root / "processed/scanqa_train_llava_style.json")
+    store = SceneStore(generated_root, loaded.processor, num_frames=2)
+    item = Video3DDataset(samples[:1], store, max_length=4096)[0]
+    assert tuple(item.pixel_values.shape[-2:]) == (224, 224)
+    model = loaded.model.train()
+    Video3DForTraining(model, loaded.tokenizer.pad_token_id).forward([item]).loss.backward()
+    assert model.vision_tower.embeddings.position_embedding.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("size, message", [(200, "not a multiple of the tower's 14-px patches"),
+                                            (112, "already reads 112-px crops")])
+def test_resize_tower_input_rejects_bad_sizes(size, message):
+    with pytest.raises(ValueError, match=message):
+        resize_tower_input(load_pretrained(EMBEDDED_MODEL_DIR), size)
+
+
+def test_grow_needs_something_to_do(capsys):
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--out", "unused"])
+    assert "nothing to grow" in capsys.readouterr().err
