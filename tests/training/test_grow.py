@@ -131,3 +131,11 @@ def test_grow_needs_something_to_do(capsys):
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--out", "unused"])
     assert "nothing to grow" in capsys.readouterr().err
+
+
+def test_grow_deeper_and_larger_at_once(tmp_path, capsys):
+    assert main(["--checkpoint", str(EMBEDDED_MODEL_DIR), "--text-layers", "3",
+                 "--image-size-px", "168", "--out", str(tmp_path / "both")]) == 0
+    assert "2 → 3 decoder layers, tower input 112 → 168 px" in capsys.readouterr().out
+    config = load_pretrained(tmp_path / "both").model.config
+    assert (config.text.num_layers, config.vision.image_size_px) == (3, 168)

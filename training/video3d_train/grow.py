@@ -1,10 +1,11 @@
 """Grow a trained checkpoint: a deeper decoder, or a larger input to its vision tower.
 
-**Deeper** (``--text-layers``): block expansion (Wu et al., *LLaMA Pro*, 2024): after each of the decoder's layers, insert a
-copy of it whose two residual-writing projections (attention ``o_proj``, MLP ``down_proj``)
-are zero. A layer whose writes are zero adds nothing to the residual stream, so the grown
-model's outputs equal the original's exactly; training then uses the new layers' capacity
-starting from everything the small model already learned, instead of from scratch.
+**Deeper** (``--text-layers``), by block expansion (Wu et al., *LLaMA Pro*, 2024): after
+each of the decoder's layers, insert a copy of it whose two residual-writing projections
+(attention ``o_proj``, MLP ``down_proj``) are zero. A layer whose writes are zero adds
+nothing to the residual stream, so the grown model's outputs equal the original's exactly;
+training then uses the new layers' capacity starting from everything the small model
+already learned, instead of from scratch.
 
     python -m video3d_train.grow --checkpoint runs/phase5/final --text-layers 4 \
         --out runs/grown4
@@ -123,7 +124,8 @@ def resize_tower_input(loaded: LoadedModel, image_size_px: int) -> Video3DModel:
     config.vision.__post_init__()
     config.__post_init__()  # the pooled token grid must tile the new crop
     state = {k: v.clone() for k, v in loaded.model.state_dict().items()}
-    state[_TOWER_POSITIONS] = resample_patch_positions(state[_TOWER_POSITIONS], image_size_px // patch)
+    state[_TOWER_POSITIONS] = resample_patch_positions(state[_TOWER_POSITIONS],
+                                                       image_size_px // patch)
     runtime: Runtime = loaded.runtime
     return materialize(build_empty(config, runtime.attn_implementation), runtime, state,
                        where="model with the resized tower input")
@@ -155,7 +157,8 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             loaded = dataclasses.replace(loaded, model=grow_text_layers(loaded, args.text_layers))
         if args.image_size_px is not None:
             changes.append(f"tower input {before.vision.image_size_px} → {args.image_size_px} px")
-            loaded = dataclasses.replace(loaded, model=resize_tower_input(loaded, args.image_size_px))
+            loaded = dataclasses.replace(loaded,
+                                         model=resize_tower_input(loaded, args.image_size_px))
     except ValueError as e:
         p.error(str(e))
     save_pretrained(loaded.model, loaded.tokenizer, args.out, trained_frames=loaded.trained_frames)
