@@ -117,12 +117,12 @@ def answer_attention(loaded: LoadedModel, store: SceneStore, file: str,
 
 
 READOUT_FEATURES = ("head0_output", "perfect_head0_output", "last_layer_input", "final_hidden")
-COLOUR_WORDS = ("color", "colour")
 _COLOUR_NAMES = frozenset(c.value for c in Colour)
 
 
 class ReadoutQuestions(enum.Enum):
-    """Which ScanQA questions :func:`answer_readout` probes, and for what label."""
+    """Which ScanQA questions :func:`answer_readout` probes (the value is their
+    :func:`scanqa_question_kind`), and for what label."""
 
     COLOUR = "colour"  # "what colour is X": the label is the answer's colour (its first word)
     RELATION = "relation"  # "what is next to X": the label is the answer's category
@@ -142,13 +142,9 @@ def _category_label(answer: str) -> str:
     return " ".join(words)
 
 
-# which questions each readout keeps (from the sample's prompt) and the label it probes
-_READOUTS = {
-    ReadoutQuestions.COLOUR: (lambda prompt: any(w in prompt.lower() for w in COLOUR_WORDS),
-                              _colour_label),
-    ReadoutQuestions.RELATION: (lambda prompt: scanqa_question_kind(prompt) == "relation",
-                                _category_label),
-}
+# the label each readout probes, from the answer
+_READOUT_LABELS = {ReadoutQuestions.COLOUR: _colour_label,
+                   ReadoutQuestions.RELATION: _category_label}
 
 
 def answer_readout(loaded: LoadedModel, store: SceneStore, file: str, limit: int | None = None,
@@ -170,9 +166,10 @@ def answer_readout(loaded: LoadedModel, store: SceneStore, file: str, limit: int
     - ``final_hidden``: the final hidden state at that position (what the LM head reads).
     """
     model, cfg = loaded.model, loaded.model.config
-    wanted, label_of = _READOUTS[questions]
+    label_of = _READOUT_LABELS[questions]
     samples = one_per_question(read_processed(store.root / file)[0],
-                               keep=lambda s: wanted(s.prompt) and bool(s.answer.split()))
+                               keep=lambda s: scanqa_question_kind(s.prompt) == questions.value
+                               and bool(s.answer.split()))
     ds = Video3DDataset(samples[:limit], store, max_length=cfg.text.max_position_embeddings)
     last = model.language_model.model.layers[-1]
     seen: dict[str, torch.Tensor] = {}
@@ -347,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe", action="append", default=[], choices=["category", "colour"],
                    help="also fit a token probe of this label (generated rooms; repeatable)")
     p.add_argument("--category-probe", action="store_true", help="the same as --probe category")
-    p.add_argument("--readout", action="append", default=[], choices=["colour", "relation"],
+    p.add_argument("--readout", action="append", default=[],
+                   choices=[q.value for q in ReadoutQuestions],
                    help="also probe whether the answer can read the named object's colour "
                         "(colour questions of --file) or category (relation questions, whose "
                         "named object is the answer); see answer_readout (repeatable)")

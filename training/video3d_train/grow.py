@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from video3d_ros.model.build import build_empty, materialize
 from video3d_ros.model.checkpoint import LoadedModel, load_pretrained, save_pretrained
+from video3d_ros.model.config import Video3DConfig
 from video3d_ros.model.modeling import Video3DModel
 from video3d_ros.model.runtime import Runtime
 
@@ -91,10 +92,15 @@ def grow_text_layers(loaded: LoadedModel, num_layers: int) -> Video3DModel:
     plan = layer_plan(config.text.num_layers, num_layers)
     config.text.num_layers = num_layers
     config.text.__post_init__()
-    state = grown_state(loaded.model.state_dict(), plan)
-    runtime: Runtime = loaded.runtime
+    return _rebuilt(loaded.runtime, config, grown_state(loaded.model.state_dict(), plan),
+                    "grown model")
+
+
+def _rebuilt(runtime: Runtime, config: Video3DConfig, state: dict[str, torch.Tensor],
+             where: str) -> Video3DModel:
+    """A model of ``config`` on ``runtime`` holding ``state``."""
     return materialize(build_empty(config, runtime.attn_implementation), runtime, state,
-                       where="grown model")
+                       where=where)
 
 
 def resample_patch_positions(table: torch.Tensor, new_grid: int) -> torch.Tensor:
@@ -126,9 +132,7 @@ def resize_tower_input(loaded: LoadedModel, image_size_px: int) -> Video3DModel:
     state = {k: v.clone() for k, v in loaded.model.state_dict().items()}
     state[_TOWER_POSITIONS] = resample_patch_positions(state[_TOWER_POSITIONS],
                                                        image_size_px // patch)
-    runtime: Runtime = loaded.runtime
-    return materialize(build_empty(config, runtime.attn_implementation), runtime, state,
-                       where="model with the resized tower input")
+    return _rebuilt(loaded.runtime, config, state, "model with the resized tower input")
 
 
 def main(argv: list[str] | None = None) -> int:

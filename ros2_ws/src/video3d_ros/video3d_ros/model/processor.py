@@ -224,16 +224,12 @@ class Video3DProcessor:
 
 
 def _window(img: torch.Tensor, spec: CropSpec, fill: float) -> torch.Tensor:
-    """(3, resized H, resized W) → the (3, S, S) window of ``spec``; ``fill`` on padding."""
+    """(3, resized H, resized W) → the (3, S, S) window of ``spec``; ``fill`` on padding.
+    One constant pad: a negative amount crops that side (the centre crop), a positive one
+    pads it (the whole frame)."""
     size = spec.size_px
-    if spec.top_px >= 0 and spec.left_px >= 0:  # a crop
-        return img[:, spec.top_px:spec.top_px + size, spec.left_px:spec.left_px + size]
-    out = torch.full((img.shape[0], size, size), fill, dtype=img.dtype)
-    top, left = max(0, -spec.top_px), max(0, -spec.left_px)
-    src = img[:, max(0, spec.top_px):max(0, spec.top_px) + size - top,
-              max(0, spec.left_px):max(0, spec.left_px) + size - left]
-    out[:, top:top + src.shape[1], left:left + src.shape[2]] = src
-    return out
+    return F.pad(img, (-spec.left_px, size - spec.resized_width_px + spec.left_px,
+                       -spec.top_px, size - spec.resized_height_px + spec.top_px), value=fill)
 
 
 def _check_task_text(task_text: str) -> None:
