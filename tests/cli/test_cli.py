@@ -16,6 +16,7 @@ from video3d_ros.figures import project_edges_px
 from video3d_ros.files import atomic_write_bytes
 from video3d_ros.geometry import Box3D
 from video3d_ros.model.engine import Video3DEngine
+from video3d_ros.model.processor import grounding_prompt, multi_grounding_prompt
 from video3d_ros.model.untrained import write_untrained_tiny
 from video3d_ros.query import QueryTask
 from video3d_ros.recordings import open_recording
@@ -66,6 +67,25 @@ def test_ground_one_shot_writes_json_and_png(scannet_dir, tiny_model_dir, propos
     with Image.open(out_png) as im:
         assert im.format == "PNG" and im.size[0] > im.size[1] > 100
     assert sorted(p.name for p in tmp_path.iterdir()) == ["boxes.json", "boxes.png"]  # no temp files
+
+
+def test_ground_multi_asks_as_multi3drefer_is_trained(scannet_dir, tiny_model_dir, proposals_file):
+    """The multi-object query reads the Multi3DRefer prompt (with its "there may be no …, or
+    one or more objects" line), the one-object query ScanRefer's: the texts the two tasks were
+    trained with. Asked with ScanRefer's, the embedded model's Multi3DRefer F1 halves."""
+    session = ScanSession(open_recording(scannet_dir), SessionConfig(frames=FRAMES, pixel_stride=2))
+    engine = load_engine(tiny_model_dir, device="cpu", max_new_tokens=4)
+    qa = SceneQA(engine)
+    qa.set_external_proposals([Box3D(center_m=it["center_m"], size_m=it["size_m"])
+                               for it in json.loads(proposals_file.read_text())])
+    asked: list[str] = []
+    suffix = engine._suffix
+    engine._suffix = lambda text: asked.append(text) or suffix(text)  # records, then runs as usual
+    multi = session.ask(qa, TEXT, QueryTask.GROUND_MULTI)
+    one = session.ask(qa, TEXT, QueryTask.GROUND)
+    assert asked == [multi_grounding_prompt(TEXT), grounding_prompt(TEXT)]
+    assert multi.success and one.success, (multi.message, one.message)
+    assert multi.task is QueryTask.GROUND_MULTI and one.task is QueryTask.GROUND
 
 
 def test_question_prints_the_models_answer(layouts_tum, tiny_model_dir, capsys):

@@ -98,15 +98,17 @@ def test_scanrefer_prompt_matches_engine_ground(engine):
     _assert_same_tokens(engine, s, text, [engine.processor.token_ids.ground])
 
 
-def test_multi3drefer_prompt_is_the_shared_function(engine):
+def test_multi3drefer_prompt_matches_engine_ground_multiple(engine):
     raw = [{"scene_id": SCENE, "object_ids": [3, 4], "ann_id": "0", "description": DESCRIPTION,
             "eval_type": "mt"}]
     s = _training_sample(cv.convert_multi3drefer(raw, BOXES), Task.MULTI3DREFER)
     assert s.prompt == multi_grounding_prompt(DESCRIPTION)
     assert s.prompt.startswith(grounding_prompt(DESCRIPTION) + "\n")
     assert s.answer == GROUND_TOKEN
-    _assert_same_tokens(engine, s, multi_grounding_prompt(DESCRIPTION),
-                        [engine.processor.token_ids.ground])
+    text = _engine_text(engine, lambda: engine.ground(DESCRIPTION, [Box3D(BOX[:3], BOX[3:])],
+                                                      multiple=True))
+    assert text == s.prompt
+    _assert_same_tokens(engine, s, text, [engine.processor.token_ids.ground])
 
 
 def test_scan2cap_prompt_matches_engine_caption(engine):

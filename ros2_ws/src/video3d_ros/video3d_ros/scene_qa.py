@@ -172,7 +172,8 @@ class SceneQA:
                 return QueryResult(QueryStatus.NO_DATA, task=request.task, keyframe_stamps_s=stamps,
                                    message="no object proposals: the keyframes hold no object-sized "
                                            "point clusters and no detector published proposals")
-            g = self.engine.ground(request.text, boxes, threshold=self.config.multi_object_threshold)
+            g = self.engine.ground(request.text, boxes, threshold=self.config.multi_object_threshold,
+                                   multiple=request.task is QueryTask.GROUND_MULTI)
             if request.task is QueryTask.GROUND:
                 order = np.argsort(-g.scores, kind="stable")[: self.config.max_results]
             else:

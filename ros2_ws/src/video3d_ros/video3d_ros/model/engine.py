@@ -51,6 +51,7 @@ from .processor import (
     Video3DProcessor,
     caption_prompt,
     grounding_prompt,
+    multi_grounding_prompt,
     qa_prompt,
     sqa_prompt,
 )
@@ -234,16 +235,21 @@ class Video3DEngine:
 
     @torch.inference_mode()
     def ground(self, description: str, proposals: Sequence[Box3D],
-               threshold: float | None = None, use_cache: bool = True) -> GroundingResult:
+               threshold: float | None = None, use_cache: bool = True,
+               multiple: bool = False) -> GroundingResult:
         """Score proposals against a referring expression.
 
         Returns per-proposal scores, the best proposal, and the multi-object
         selection (threshold: cumulative probability, default 0.4).
+        ``multiple``: ask as Multi3DRefer is trained (zero, one or several referents:
+        :func:`multi_grounding_prompt`) instead of ScanRefer (one referent). Read
+        ``selected`` then; a model's selection is only as good as the prompt it was
+        trained with (BENCHMARKS.md, "The node's multi-object grounding").
         """
         if self.model.ground_head is None:
             raise ValueError("this model has no grounding head")
         thr = self.multi_object_threshold if threshold is None else threshold
-        task_text = grounding_prompt(description)
+        task_text = (multi_grounding_prompt if multiple else grounding_prompt)(description)
         suffix = self._suffix(task_text) + [self.processor.token_ids.ground]
         with self._lock, self._model_errors():
             objects = self._object_features(list(proposals))
