@@ -96,3 +96,31 @@ def test_text_answers_see_the_room_they_are_asked_about(generated_root):
         assert first >= 1
         torch.testing.assert_close(got, out.logits[0].float(), atol=1e-3, rtol=0,
                                    msg=s.scene_id)
+
+
+def test_grounding_scores_are_the_nodes(generated_root):
+    """The figures of record score grounding through the training step; the node through
+    ``Video3DEngine.ground``. For every ScanRefer and Multi3DRefer sample the two give the
+    same scores over the same boxes — the Multi3DRefer ones only when the engine is asked with
+    ``multiple=True`` (with ScanRefer's prompt, as the node once asked, they differ)."""
+    import numpy as np
+
+    from video3d_ros.geometry import Box3D
+    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+    from video3d_train.data import read_processed, read_scene_boxes
+    from video3d_train.evaluate import Evaluator
+
+    ev = Evaluator(EMBEDDED_MODEL_DIR, generated_root, num_frames=8, device="cpu")
+    for name, multiple in (("scanrefer_vg", False), ("multi3drefer", True)):
+        samples, _ = read_processed(generated_root / f"processed/{name}_val_llava_style.json")
+        assert samples
+        for s, rec in zip(samples, ev.grounding(samples)):
+            ev._load_scene(s.scene_id)
+            boxes = [Box3D(b[:3], b[3:]) for b in read_scene_boxes(generated_root, s.scene_id).boxes]
+            description = s.prompt.split("\n")[1]
+            g = ev.engine.ground(description, boxes, multiple=multiple)
+            np.testing.assert_allclose(np.append(g.scores, g.no_target_score),
+                                       rec["proposal_scores"], atol=1e-4, err_msg=s.sample_id)
+            if multiple:
+                other = ev.engine.ground(description, boxes)
+                assert np.abs(other.scores - g.scores).max() > 1e-3, s.sample_id
