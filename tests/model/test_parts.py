@@ -12,7 +12,9 @@ import torch
 from video3d_ros.geometry import Aggregation, Box3D
 from video3d_ros.model.config import (
     CoordMode,
+    GroundingConfig,
     GroundLossKind,
+    MultiObjectSelection,
     NewlinePosition,
     PoolMode,
     PositionEncodingConfig,
@@ -21,7 +23,7 @@ from video3d_ros.model.config import (
     VideoConfig,
     VisionTowerConfig,
 )
-from video3d_ros.model.grounding import grounding_loss, select_multiple
+from video3d_ros.model.grounding import grounding_loss, select_above, select_multiple, select_objects
 from video3d_ros.model.layers import add_newlines, pool_2d
 from video3d_ros.model.object_features import inside_cells, mean_features
 from video3d_ros.model.position_encoding import prepare_coords, sincos_3d
@@ -138,6 +140,31 @@ def test_multi_object_decoding():
     assert select_multiple(s, 0.07, 0.4) == [0]
     assert select_multiple(s, 0.07, 0.9) == [0, 1]
     assert select_multiple(s, 0.07, 0.25) == [0]
+
+
+def test_multi_object_decoding_by_score():
+    assert select_above(torch.tensor([0.1, 0.2, 0.9]), 0.5) == []  # zero target on top
+    s = torch.tensor([0.50, 0.49, 0.10, 0.0])  # the paper's rule at 0.4 keeps only [0]
+    assert select_above(s, 0.45) == [0, 1]
+    assert select_above(s, 0.05) == [0, 1, 2]
+    assert select_above(s, 0.6) == [0]  # none above: still the best
+    assert select_above(torch.tensor([0.2, 0.7, 0.65, 0.1]), 0.5) == [1, 2]  # best first
+    assert select_above(torch.tensor([0.3]), 0.5) == []  # no objects
+
+
+def test_multi_object_selection_is_the_configs():
+    s = torch.tensor([0.50, 0.49, 0.10, 0.0])
+    assert select_objects(s, MultiObjectSelection.CUMULATIVE_PROBABILITY, 0.07, 0.4) == [0]
+    assert select_objects(s, MultiObjectSelection.SCORE_THRESHOLD, 0.07, 0.4) == [0, 1]
+    g = GroundingConfig(multi_object_selection="score_threshold", multi_object_threshold=0.5)
+    assert g.multi_object_selection is MultiObjectSelection.SCORE_THRESHOLD
+    assert GroundingConfig().multi_object_selection is MultiObjectSelection.CUMULATIVE_PROBABILITY
+    with pytest.raises(ValueError, match="not a cosine score"):
+        GroundingConfig(multi_object_selection="score_threshold", multi_object_threshold=1.0)
+    with pytest.raises(ValueError, match="not a cumulative probability"):
+        GroundingConfig(multi_object_threshold=0.0)
+    with pytest.raises(ValueError):
+        GroundingConfig(multi_object_selection="top_k")
 
 
 def test_inside_cells_threshold():

@@ -122,5 +122,6 @@ def test_grounding_scores_are_the_nodes(generated_root):
             np.testing.assert_allclose(np.append(g.scores, g.no_target_score),
                                        rec["proposal_scores"], atol=1e-4, err_msg=s.sample_id)
             if multiple:
+                assert g.selected == rec["selected"], s.sample_id  # the model's own decoding
                 other = ev.engine.ground(description, boxes)
                 assert np.abs(other.scores - g.scores).max() > 1e-3, s.sample_id

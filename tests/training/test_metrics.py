@@ -81,6 +81,18 @@ def test_multi3drefer_decoding_and_types():
     assert m["f1@0.5/mt"] == pytest.approx(100 * (2 / 3 + 1) / 2)
 
 
+def test_multi3drefer_reads_the_models_own_selection():
+    """A record with ``selected`` (the model's decoding, written by video3d-eval) is scored
+    by it; without, by the paper's decoding of the scores."""
+    paper = ground_rec(0, [UNIT, FAR], [0.5, 0.5, 0.0], [UNIT, FAR], "mt")  # decodes to [UNIT]
+    own = {**paper, "selected": [0, 1]}
+    assert M.multi3drefer_metrics([paper])["f1@0.5/overall"] == pytest.approx(100 * 2 / 3)
+    assert M.multi3drefer_metrics([own])["f1@0.5/overall"] == pytest.approx(100.0)
+    assert M.multi3drefer_metrics([{**paper, "selected": []}])["f1@0.5/overall"] == 0.0
+    with pytest.raises(ValueError, match="outside the 2 proposals"):
+        M.multi3drefer_metrics([{**paper, "selected": [2]}])
+
+
 def test_caption_metrics_identical_distinct_captions():
     # two objects, perfect captions with disjoint words: every CIDEr-D n-gram term has
     # idf log(2) and cosine 1 → 10 per caption (×100 → 1000); BLEU-4 and ROUGE-L 100

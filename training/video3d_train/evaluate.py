@@ -40,6 +40,7 @@ from video3d_ros.geometry import Box3D, box_iou_matrix
 from video3d_ros.keyframes import SamplingStrategy
 from video3d_ros.model.checkpoint import load_pretrained, trained_frames_of
 from video3d_ros.model.engine import Video3DEngine
+from video3d_ros.model.grounding import select_objects
 from video3d_ros.model.runtime import detect_runtime
 
 from .cli import run_command
@@ -142,11 +143,16 @@ class Evaluator:
                      for s, c in zip(chunk, boxes)]
             _, scores = self.step.run(items, with_labels=False)
             for b, s in enumerate(chunk):
-                out.append({"id": s.sample_id, "task": s.task.value, "scene_id": s.scene_id,
-                            "question_type": s.question_type, "prediction": None,
-                            "ground_truth": None, "gt_boxes": _rows(s.target_boxes),
-                            "proposal_boxes": _rows(boxes[b]),
-                            "proposal_scores": [round(float(v), 6) for v in scores[b].float()]})
+                rec = {"id": s.sample_id, "task": s.task.value, "scene_id": s.scene_id,
+                       "question_type": s.question_type, "prediction": None,
+                       "ground_truth": None, "gt_boxes": _rows(s.target_boxes),
+                       "proposal_boxes": _rows(boxes[b]),
+                       "proposal_scores": [round(float(v), 6) for v in scores[b].float()]}
+                if s.task is Task.MULTI3DREFER:  # the model's own decoding (the metric reads it)
+                    g = self.model.config.grounding
+                    rec["selected"] = select_objects(scores[b].float().cpu(), g.multi_object_selection,
+                                                     g.temperature, g.multi_object_threshold)
+                out.append(rec)
         return out
 
     def _load_scene(self, scene_id: str) -> None:

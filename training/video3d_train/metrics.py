@@ -109,10 +109,17 @@ def scanrefer_metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 def multi3drefer_prediction(rec: Mapping[str, Any], temperature: float,
                             threshold: float) -> np.ndarray:
-    """Decoded predicted boxes (K, 6) of one Multi3DRefer record."""
+    """Decoded predicted boxes (K, 6) of one Multi3DRefer record: the model's own selection
+    when the record has one (``selected``, written by ``video3d-eval`` with the model's
+    ``multi_object_selection``), else the paper's decoding of the scores."""
     props = _boxes(rec["proposal_boxes"], "proposal_boxes", rec["id"])
-    scores = _scores(rec, len(props))
-    chosen = select_multiple(torch.as_tensor(scores), temperature, threshold)
+    if rec.get("selected") is not None:
+        chosen = [int(i) for i in rec["selected"]]
+        if any(not 0 <= i < len(props) for i in chosen):
+            raise ValueError(f"record {rec['id']!r}: selected {chosen} outside the "
+                             f"{len(props)} proposals")
+    else:
+        chosen = select_multiple(torch.as_tensor(_scores(rec, len(props))), temperature, threshold)
     return props[chosen] if chosen else np.zeros((0, 6))
 
 

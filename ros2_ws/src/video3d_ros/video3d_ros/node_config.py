@@ -59,7 +59,7 @@ class NodeConfig:
     max_text_chars: int = _p(2000, "longer query texts are rejected as INVALID")
     max_results: int = _p(5, "objects returned for single-object grounding, best first")
     query_keyframes: int = _p(TRAINED_FRAMES, "keyframes a query uses when it does not set max_keyframes, spread over the buffer: -1 = as many as the model was trained with (its config.json says; the embedded model 8, released checkpoints 32), 0 = all")
-    multi_object_threshold: float = _p(0.4, "cumulative probability for multi-object grounding (paper text: 0.25)")
+    multi_object_threshold: float = _p(0.0, "threshold of multi-object grounding in the units of the model's multi_object_selection (the paper's rule: cumulative probability, 0.4 in its code, 0.25 in its text; the embedded model's: minimum cosine score, 0.5); 0 = the model's own")
     proposals_timeout_s: float = _p(5.0, "detector proposals older than this are ignored (built-in ones used)")
     marker_lifetime_s: float = _p(0.0, "lifetime of result markers (0 = until replaced)")
     coverage_period_s: float = _p(2.0, "period of the coverage cloud and keyframe frustums (0 = off)")
@@ -87,8 +87,9 @@ class NodeConfig:
                 raise ValueError(f"parameter {name} must be >= 0, got {getattr(self, name)!r}")
         if self.min_depth_m >= self.max_depth_m:
             raise ValueError(f"min_depth_m ({self.min_depth_m}) must be < max_depth_m ({self.max_depth_m})")
-        if not 0 < self.multi_object_threshold <= 1:
-            raise ValueError(f"multi_object_threshold must be in (0, 1], got {self.multi_object_threshold}")
+        if not 0 <= self.multi_object_threshold <= 1:
+            raise ValueError(f"multi_object_threshold must be in [0, 1] (0 = the model's own), got "
+                             f"{self.multi_object_threshold}")
         if not self.world_frame:
             raise ValueError("world_frame must not be empty")
         self.buffer_config()  # validates the buffer's own ranges too
@@ -104,7 +105,7 @@ class NodeConfig:
 
     def scene_qa_config(self) -> SceneQAConfig:
         return SceneQAConfig(max_results=self.max_results,
-                             multi_object_threshold=self.multi_object_threshold,
+                             multi_object_threshold=self.multi_object_threshold or None,
                              proposals=ProposalConfig(), default_max_keyframes=self.query_keyframes)
 
     @staticmethod

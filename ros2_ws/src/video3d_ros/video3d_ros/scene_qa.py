@@ -99,7 +99,8 @@ TRAINED_FRAMES = -1  # SceneQAConfig.default_max_keyframes: the model's training
 @dataclass(frozen=True)
 class SceneQAConfig:
     max_results: int = 5  # objects returned for single-object grounding (best first)
-    multi_object_threshold: float | None = None  # None: the model config's (0.4)
+    # None: the model config's; else in the units of its multi_object_selection
+    multi_object_threshold: float | None = None
     proposals: ProposalConfig = ProposalConfig()
     # keyframes per query when the request does not set max_keyframes: -1 = the frame
     # count the model was trained with (its text answers break with many more: the embedded
@@ -113,8 +114,8 @@ class SceneQAConfig:
         if self.max_results < 1:
             raise ValueError(f"max_results must be >= 1, got {self.max_results}")
         if self.multi_object_threshold is not None and not 0 < self.multi_object_threshold <= 1:
-            raise ValueError(f"multi_object_threshold must be in (0, 1], got "
-                             f"{self.multi_object_threshold}")
+            raise ValueError(f"multi_object_threshold must be in (0, 1] (or None: the model's), "
+                             f"got {self.multi_object_threshold}")
 
 
 class SceneQA:

@@ -43,7 +43,7 @@ from video3d_ros.geometry import Box3D
 from .checkpoint import PAPER_TRAINED_FRAMES
 from .config import ObjectFeatureKind
 from .errors import ModelError
-from .grounding import select_multiple
+from .grounding import select_objects
 from .modeling import Video3DModel, hf_text_config
 from .object_features import CellIndex
 from .position_encoding import center_points, size_points
@@ -111,8 +111,9 @@ class Video3DEngine:
     def __init__(self, model: Video3DModel, processor: Video3DProcessor,
                  max_new_tokens: int = 64, multi_object_threshold: float | None = None,
                  trained_frames: int = PAPER_TRAINED_FRAMES):
-        """``multi_object_threshold`` defaults to the config's (0.4, as the reference
-        code; the paper text says 0.25). ``trained_frames``: frames per sample the model
+        """``multi_object_threshold`` defaults to the config's, in the units of its
+        ``multi_object_selection`` (the paper's rule: cumulative probability 0.4, as the
+        reference code; the paper text says 0.25). ``trained_frames``: frames per sample the model
         was trained with (callers default a query's keyframe count to it)."""
         if max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be > 0, got {max_new_tokens}")
@@ -240,7 +241,8 @@ class Video3DEngine:
         """Score proposals against a referring expression.
 
         Returns per-proposal scores, the best proposal, and the multi-object
-        selection (threshold: cumulative probability, default 0.4).
+        selection (the model config's ``multi_object_selection``; ``threshold`` in its
+        units, default the engine's).
         ``multiple``: ask as Multi3DRefer is trained (zero, one or several referents:
         :func:`multi_grounding_prompt`) instead of ScanRefer (one referent). Read
         ``selected`` then; a model's selection is only as good as the prompt it was
@@ -258,11 +260,11 @@ class Video3DEngine:
             scores = self.model.ground_scores(hidden, objects).float().cpu()  # (N+1,)
         n = len(proposals)
         best = int(torch.argmax(scores[:n])) if n else None
-        temperature = self.config.grounding.temperature
+        g = self.config.grounding
         return GroundingResult(
             scores=scores[:n].numpy(), no_target_score=float(scores[n]), best_index=best,
             best_box=None if best is None else proposals[best],
-            selected=select_multiple(scores, temperature, thr))
+            selected=select_objects(scores, g.multi_object_selection, g.temperature, thr))
 
     # ---- internals ----------------------------------------------------------------------
 

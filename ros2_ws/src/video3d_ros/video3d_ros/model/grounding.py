@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import GroundingConfig, GroundLossKind
+from .config import GroundingConfig, GroundLossKind, MultiObjectSelection
 
 
 def _mlp(dim: int, hidden: int) -> nn.Sequential:
@@ -90,3 +90,26 @@ def select_multiple(scores: torch.Tensor, temperature: float, threshold: float) 
         if total >= threshold:
             break
     return chosen
+
+
+def select_above(scores: torch.Tensor, min_score: float) -> list[int]:
+    """Multi-object decoding by score (our option, ``MultiObjectSelection.SCORE_THRESHOLD``).
+
+    If the zero target (last score) is the top score: no object. Otherwise every real
+    object whose cosine score exceeds ``min_score``, and at least the best one.
+    Returns indices into the real objects, best first.
+    """
+    n = scores.shape[0] - 1
+    if n == 0 or int(torch.argmax(scores)) == n:
+        return []
+    order = torch.argsort(scores[:n].float(), descending=True).tolist()
+    return [order[0]] + [i for i in order[1:] if float(scores[i]) > min_score]
+
+
+def select_objects(scores: torch.Tensor, selection: MultiObjectSelection, temperature: float,
+                   threshold: float) -> list[int]:
+    """(N + 1,) scores (last: zero target) → the chosen real objects, best first, by
+    ``selection`` (threshold in its units: a cumulative probability or a cosine score)."""
+    if selection is MultiObjectSelection.CUMULATIVE_PROBABILITY:
+        return select_multiple(scores, temperature, threshold)
+    return select_above(scores, threshold)
