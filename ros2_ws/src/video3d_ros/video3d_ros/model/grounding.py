@@ -110,6 +110,11 @@ def select_objects(scores: torch.Tensor, selection: MultiObjectSelection, temper
                    threshold: float) -> list[int]:
     """(N + 1,) scores (last: zero target) → the chosen real objects, best first, by
     ``selection`` (threshold in its units: a cumulative probability or a cosine score)."""
-    if selection is MultiObjectSelection.CUMULATIVE_PROBABILITY:
-        return select_multiple(scores, temperature, threshold)
-    return select_above(scores, threshold)
+    return _SELECTORS[selection](scores, temperature, threshold)
+
+
+_SELECTORS = {
+    MultiObjectSelection.CUMULATIVE_PROBABILITY: select_multiple,
+    MultiObjectSelection.SCORE_THRESHOLD:
+        lambda scores, _temperature, min_score: select_above(scores, min_score),
+}
