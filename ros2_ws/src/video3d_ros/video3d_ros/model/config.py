@@ -287,7 +287,7 @@ class GroundingConfig:
             raise ValueError(f"grounding temperature must be > 0, got {self.temperature}")
         if self.head_hidden_size is not None:
             _check_positive_int(self, "head_hidden_size")
-        check_multi_object_threshold(self.multi_object_selection, self.multi_object_threshold)
+        _check_multi_object_threshold(self.multi_object_selection, self.multi_object_threshold)
 
     @property
     def inside_fraction(self) -> float:
@@ -295,7 +295,7 @@ class GroundingConfig:
         return 0.5 if self.object_feature is ObjectFeatureKind.PATCH14 else 0.25
 
 
-def check_multi_object_threshold(selection: MultiObjectSelection, threshold: float) -> None:
+def _check_multi_object_threshold(selection: MultiObjectSelection, threshold: float) -> None:
     """Raise ValueError unless ``threshold`` is in the range of ``selection``'s units."""
     if selection is MultiObjectSelection.CUMULATIVE_PROBABILITY and not 0 < threshold <= 1:
         raise ValueError(f"multi_object_threshold {threshold} is not a cumulative probability "
