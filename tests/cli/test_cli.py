@@ -88,6 +88,30 @@ def test_ground_multi_asks_as_multi3drefer_is_trained(scannet_dir, tiny_model_di
     assert multi.task is QueryTask.GROUND_MULTI and one.task is QueryTask.GROUND
 
 
+def test_one_scene_qa_over_two_recordings_builds_proposals_for_each(scannet_dir, tiny_model_dir,
+                                                                     monkeypatch):
+    """Every recording's snapshot has version 1 and frames numbered from 0: the proposals (and
+    the engine's encodings) of one must not be reused for the next, while a second question
+    about the same recording reuses them."""
+    from video3d_ros import scene_qa
+
+    built = []
+    original = scene_qa.propose_boxes
+    monkeypatch.setattr(scene_qa, "propose_boxes", lambda *a, **k: built.append(1) or original(*a, **k))
+    qa = SceneQA(load_engine(tiny_model_dir, device="cpu", max_new_tokens=4))
+    first = ScanSession(open_recording(scannet_dir), SessionConfig(frames=FRAMES, pixel_stride=2))
+    assert first.ask(qa, TEXT, QueryTask.GROUND).success
+    assert first.ask(qa, "the table", QueryTask.GROUND).success
+    assert len(built) == 1
+    second = ScanSession(open_recording(scannet_dir), SessionConfig(frames=FRAMES, pixel_stride=2))
+    second.prepare()
+    assert second.snapshot.version == first.snapshot.version
+    assert second.snapshot.frame_ids == first.snapshot.frame_ids
+    assert qa.engine.sync(second.snapshot).added == tuple(second.snapshot.frame_ids)
+    assert second.ask(qa, TEXT, QueryTask.GROUND).success
+    assert len(built) == 2
+
+
 def test_question_prints_the_models_answer(layouts_tum, tiny_model_dir, capsys):
     rc = cli.main(_base(layouts_tum, tiny_model_dir, "How many chairs are there?"))
     out = capsys.readouterr().out

@@ -217,6 +217,24 @@ def test_sync_adds_and_removes_the_difference(engine, frame_factory):
     assert engine.keyframe_ids == (1, 2, 3)
 
 
+def test_sync_encodes_another_recordings_frames_that_share_ids(engine, tiny_model, processor,
+                                                              frame_factory):
+    """Two recordings both number their frames from 0: syncing the second must not keep the
+    first one's encodings for ids that happen to be cached (the engine's state then equals
+    a fresh engine's on the second), while a snapshot with the same keyframe objects
+    encodes nothing."""
+    first = _Snapshot(tuple(_KF(i, float(i), *frame_factory(i)) for i in range(3)), 1)
+    second = _Snapshot(tuple(_KF(i, float(i), *frame_factory(10 + i)) for i in range(3)), 1)
+    assert engine.sync(first).added == (0, 1, 2)
+    assert engine.sync(_Snapshot(first.keyframes, 2)).added == ()  # same objects: cached
+    assert engine.sync(second).added == (0, 1, 2)
+    fresh = Video3DEngine(tiny_model, processor, max_new_tokens=8)
+    fresh.sync(second)
+    prompt = qa_prompt(QUESTIONS[0])
+    torch.testing.assert_close(engine.next_token_logits(prompt), fresh.next_token_logits(prompt),
+                               atol=1e-5, rtol=0)
+
+
 def test_sync_with_rolling_buffer_snapshot(engine, frame_factory):
     make_frame = frame_factory
     from video3d_ros.keyframes.buffer import BufferSnapshot, Frame

@@ -118,13 +118,20 @@ class SceneQAConfig:
                              f"got {self.multi_object_threshold}")
 
 
+def _same_objects(a, b) -> bool:
+    """The same objects in the same order (identity, not equality)."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
 class SceneQA:
     """Engine + proposals over buffer snapshots. One caller at a time (the query worker)."""
 
     def __init__(self, engine, config: SceneQAConfig = SceneQAConfig()) -> None:
         self.engine = engine
         self.config = config
-        self._proposal_cache: tuple[int, list[Box3D]] | None = None
+        # (the keyframes they were built from, the boxes): a buffer's snapshots share keyframe
+        # objects; another recording's snapshot has the same version and frame ids, not objects
+        self._proposal_cache: tuple[tuple, list[Box3D]] | None = None
         self._external: tuple[list[Box3D], list[str]] | None = None
         self._lock = threading.Lock()
 
@@ -143,9 +150,11 @@ class SceneQA:
         with self._lock:
             if self._external is not None:
                 return self._external
-            if self._proposal_cache is None or self._proposal_cache[0] != snapshot.version:
+            cached = self._proposal_cache
+            if cached is None or not _same_objects(cached[0], snapshot.keyframes):
                 pts = snapshot_points_m(snapshot, self.config.proposals.pixel_stride)
-                self._proposal_cache = (snapshot.version, propose_boxes(pts, self.config.proposals))
+                self._proposal_cache = (tuple(snapshot.keyframes),
+                                        propose_boxes(pts, self.config.proposals))
             boxes = self._proposal_cache[1]
         return boxes, [""] * len(boxes)
 

@@ -77,6 +77,9 @@ class _Keyframe:
     object_features: torch.Tensor | None  # (C, C, D) features for object proposals
     xyz_m: np.ndarray  # (S, S, 3) cropped coordinates
     valid: np.ndarray  # (S, S) cropped validity
+    # the arrays it was encoded from (held, so that their identity stays theirs): sync
+    # re-encodes a snapshot keyframe whose id is cached but whose arrays are others
+    source: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -174,17 +177,28 @@ class Video3DEngine:
             del self._frames[keyframe_id]
 
     def sync(self, snapshot: SnapshotLike) -> SyncResult:
-        """Add/remove keyframes so the cached set equals ``snapshot.keyframes``."""
+        """Add/remove keyframes so the cached set equals ``snapshot.keyframes``.
+
+        A keyframe is the cached one when its id is cached *and* its ``rgb`` and ``xyz_m``
+        are the arrays that were encoded: a buffer's snapshots share their keyframe objects,
+        while another recording (``ScanSession``) numbers its frames from 0 as well — its
+        frame 20 is encoded anew, not taken for the last recording's (``added`` lists it)."""
         with self._lock:
             wanted = {int(k.frame_id): k for k in snapshot.keyframes}
             removed = tuple(k for k in self._frames if k not in wanted)
             for k in removed:
                 del self._frames[k]
-            added = tuple(k for k in wanted if k not in self._frames)
+            added = tuple(k for k, f in wanted.items() if not self._is_cached(k, f))
             for k in added:
                 f = wanted[k]
                 self.add_keyframe(k, f.rgb, f.xyz_m, f.valid, stamp_s=f.stamp_s)
+                self._frames[k].source = (f.rgb, f.xyz_m)
             return SyncResult(added=added, removed=removed)
+
+    def _is_cached(self, keyframe_id: int, frame: KeyframeLike) -> bool:
+        cached = self._frames.get(keyframe_id)
+        return (cached is not None and cached.source is not None
+                and cached.source[0] is frame.rgb and cached.source[1] is frame.xyz_m)
 
     # ---- queries ------------------------------------------------------------------------
 
