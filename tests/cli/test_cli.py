@@ -112,6 +112,36 @@ def test_one_scene_qa_over_two_recordings_builds_proposals_for_each(scannet_dir,
     assert len(built) == 2
 
 
+def test_ground_multi_drops_nested_boxes_of_one_object(scannet_dir, generated):
+    """Proposals that nest a box inside each object's (as the built-in, multi-scale ones do):
+    the embedded model selects both of a pair, and the answer keeps only the better one."""
+    from video3d_ros.geometry import box_iou_matrix
+    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR, SceneQAConfig
+
+    scene = generated[0]
+    outer = [Box3D.from_min_max(o.box_min_m, o.box_max_m) for o in scene.objects]
+    inner = [Box3D(b.center_m, b.size_m * 0.8) for b in outer]  # IoU 0.512 with its outer box
+    counts = {}
+    for o in scene.objects:
+        counts[o.category] = counts.get(o.category, 0) + 1
+    category = max(counts, key=counts.get)  # the most numerous: several objects to select
+    text = f"the {category.plural} in the room."
+    session = ScanSession(open_recording(scannet_dir), SessionConfig(frames=8, pixel_stride=2))
+    rows = {}
+    for name, suppress in (("kept", 0.0), ("suppressed", SceneQAConfig().multi_object_suppress_iou)):
+        qa = SceneQA(load_engine(EMBEDDED_MODEL_DIR, device="cpu"),
+                     SceneQAConfig(multi_object_suppress_iou=suppress))
+        qa.set_external_proposals(outer + inner)
+        result = session.ask(qa, text, QueryTask.GROUND_MULTI)
+        assert result.success, result.message
+        rows[name] = np.array([o.box.as_row() for o in result.objects]).reshape(-1, 6)
+    iou = box_iou_matrix(rows["kept"], rows["kept"])
+    assert (iou[~np.eye(len(iou), dtype=bool)] > 0.5).any(), "precondition: a nested pair selected"
+    iou = box_iou_matrix(rows["suppressed"], rows["suppressed"])
+    assert not (iou[~np.eye(len(iou), dtype=bool)] >= 0.1).any()
+    assert 0 < len(rows["suppressed"]) < len(rows["kept"])
+
+
 def test_question_prints_the_models_answer(layouts_tum, tiny_model_dir, capsys):
     rc = cli.main(_base(layouts_tum, tiny_model_dir, "How many chairs are there?"))
     out = capsys.readouterr().out

@@ -9,6 +9,7 @@ from video3d_ros.geometry import (
     Box3D,
     box_iou_3d,
     box_iou_matrix,
+    greedy_suppression,
     depth_to_world_m,
     pack_voxel_indices,
     points_in_box_mask,
@@ -113,3 +114,19 @@ def test_points_in_box():
     np.testing.assert_array_equal(points_in_box_mask(pts, box), [True, True, False, False])
     with pytest.raises(ValueError, match="size_m"):
         Box3D(center_m=np.zeros(3), size_m=np.array([1, -1, 1]))
+
+
+def test_greedy_suppression_keeps_the_first_of_each_overlapping_group():
+    unit = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    inner = [0.0, 0.0, 0.0, 0.5, 0.5, 0.5]  # inside unit: IoU 1/8
+    shifted = [0.5, 0.0, 0.0, 1.0, 1.0, 1.0]  # IoU with unit 1/3
+    far = [5.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    rows = np.array([unit, inner, shifted, far])
+    assert greedy_suppression(rows, 0.1) == [0, 3]
+    assert greedy_suppression(rows, 0.2) == [0, 1, 3]  # 1/8 < 0.2 ≤ 1/3
+    assert greedy_suppression(rows, 0.12) == [0, 3]
+    assert greedy_suppression(rows, 0.13) == [0, 1, 3]
+    assert greedy_suppression(rows, 0.5) == [0, 1, 2, 3]
+    assert greedy_suppression(rows[::-1], 0.1) == [0, 1, 2]  # the order is the priority: unit goes
+    assert greedy_suppression(rows, 0.5, limit=2) == [0, 1]
+    assert greedy_suppression(np.zeros((0, 6)), 0.1) == []

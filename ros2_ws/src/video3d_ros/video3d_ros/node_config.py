@@ -60,6 +60,7 @@ class NodeConfig:
     max_results: int = _p(5, "objects returned for single-object grounding, best first")
     query_keyframes: int = _p(TRAINED_FRAMES, "keyframes a query uses when it does not set max_keyframes, spread over the buffer: -1 = as many as the model was trained with (its config.json says; the embedded model 8, released checkpoints 32), 0 = all")
     multi_object_threshold: float = _p(0.0, "threshold of multi-object grounding in the units of the model's multi_object_selection (the paper's rule: cumulative probability, 0.4 in its code, 0.25 in its text; the embedded model's: minimum cosine score, 0.5); 0 = the model's own")
+    multi_object_suppress_iou: float = _p(0.1, "multi-object grounding drops a selected box whose IoU with a better selected one is at least this (the built-in proposals nest boxes of one object); 0 = keep all")
     proposals_timeout_s: float = _p(5.0, "detector proposals older than this are ignored (built-in ones used)")
     marker_lifetime_s: float = _p(0.0, "lifetime of result markers (0 = until replaced)")
     coverage_period_s: float = _p(2.0, "period of the coverage cloud and keyframe frustums (0 = off)")
@@ -90,6 +91,9 @@ class NodeConfig:
         if not 0 <= self.multi_object_threshold <= 1:
             raise ValueError(f"multi_object_threshold must be in [0, 1] (0 = the model's own), got "
                              f"{self.multi_object_threshold}")
+        if not 0 <= self.multi_object_suppress_iou <= 1:
+            raise ValueError(f"multi_object_suppress_iou must be in [0, 1] (0 = keep all), got "
+                             f"{self.multi_object_suppress_iou}")
         if not self.world_frame:
             raise ValueError("world_frame must not be empty")
         self.buffer_config()  # validates the buffer's own ranges too
@@ -106,6 +110,7 @@ class NodeConfig:
     def scene_qa_config(self) -> SceneQAConfig:
         return SceneQAConfig(max_results=self.max_results,
                              multi_object_threshold=self.multi_object_threshold or None,
+                             multi_object_suppress_iou=self.multi_object_suppress_iou,
                              proposals=ProposalConfig(), default_max_keyframes=self.query_keyframes)
 
     @staticmethod

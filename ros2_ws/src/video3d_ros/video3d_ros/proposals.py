@@ -373,7 +373,7 @@ def _snap_to_structure(boxes: np.ndarray, planes: list[StructuralPlane],
 
 def _deduplicate(boxes: np.ndarray, config: ProposalConfig) -> list[Box3D]:
     """Step 6: greedy IoU suppression, most points first; (K, 7) → up to max_proposals boxes."""
-    from .geometry import box_iou_matrix
+    from .geometry import greedy_suppression
 
     if len(boxes) == 0:
         return []
@@ -381,16 +381,7 @@ def _deduplicate(boxes: np.ndarray, config: ProposalConfig) -> list[Box3D]:
     center = (boxes[:, :3] + boxes[:, 3:6]) / 2
     size = np.maximum(boxes[:, 3:6] - boxes[:, :3], config.voxel_size_m)
     rows = np.concatenate([center, size], axis=1)  # (K, 6)
-    iou = box_iou_matrix(rows, rows)
-    kept: list[int] = []
-    suppressed = np.zeros(len(rows), bool)
-    for i in range(len(rows)):
-        if suppressed[i]:
-            continue
-        kept.append(i)
-        if len(kept) == config.max_proposals:
-            break
-        suppressed |= iou[i] >= config.dedup_iou
+    kept = greedy_suppression(rows, config.dedup_iou, limit=config.max_proposals)
     return [Box3D(rows[i, :3], rows[i, 3:]) for i in kept]
 
 

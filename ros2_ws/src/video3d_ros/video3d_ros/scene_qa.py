@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .geometry import Box3D
+from .geometry import Box3D, greedy_suppression
 from .keyframes import BufferSnapshot
 from .proposals import ProposalConfig, propose_boxes, snapshot_points_m
 from .query import GroundedObject, QueryRequest, QueryResult, QueryStatus, QueryTask
@@ -101,6 +101,10 @@ class SceneQAConfig:
     max_results: int = 5  # objects returned for single-object grounding (best first)
     # None: the model config's; else in the units of its multi_object_selection
     multi_object_threshold: float | None = None
+    # multi-object answers: drop a selected box whose IoU with a better selected one is at
+    # least this (0 = keep all); the built-in proposals are over-complete (four clustering
+    # scales) and nest boxes of one object (BENCHMARKS.md, "Suppressing overlapping selections")
+    multi_object_suppress_iou: float = 0.1
     proposals: ProposalConfig = ProposalConfig()
     # keyframes per query when the request does not set max_keyframes: -1 = the frame
     # count the model was trained with (its text answers break with many more: the embedded
@@ -116,6 +120,9 @@ class SceneQAConfig:
         if self.multi_object_threshold is not None and not 0 < self.multi_object_threshold <= 1:
             raise ValueError(f"multi_object_threshold must be in (0, 1] (or None: the model's), "
                              f"got {self.multi_object_threshold}")
+        if not 0 <= self.multi_object_suppress_iou <= 1:
+            raise ValueError(f"multi_object_suppress_iou must be in [0, 1] (0 = keep all), got "
+                             f"{self.multi_object_suppress_iou}")
 
 
 def _same_objects(a, b) -> bool:
@@ -188,6 +195,9 @@ class SceneQA:
                 order = np.argsort(-g.scores, kind="stable")[: self.config.max_results]
             else:
                 order = np.asarray(g.selected, dtype=int)
+                if self.config.multi_object_suppress_iou > 0 and len(order) > 1:
+                    rows = np.stack([boxes[i].as_row() for i in order])  # best first
+                    order = order[greedy_suppression(rows, self.config.multi_object_suppress_iou)]
             objects = tuple(GroundedObject(int(i), float(g.scores[i]), boxes[i], labels[i])
                             for i in order)
         else:

@@ -4,7 +4,7 @@ Conventions: metres and pixels in names; camera optical frame (x right, y
 down, z forward); ``T_a_b`` maps points from frame b to frame a.
 """
 
-from .boxes import Box3D, box_iou_3d, box_iou_matrix, points_in_box_mask
+from .boxes import Box3D, box_iou_3d, box_iou_matrix, greedy_suppression, points_in_box_mask
 from .depth import PointMap, depth_to_metres, depth_to_world_m
 from .tokens import (
     Aggregation,
@@ -31,6 +31,7 @@ __all__ = [
     "TokenGrid",
     "box_iou_3d",
     "box_iou_matrix",
+    "greedy_suppression",
     "crop_inside_mask",
     "crop_source_indices",
     "depth_to_metres",

@@ -75,6 +75,24 @@ def box_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     return inter / (vol_a[:, None] + vol_b[None] - inter + IOU_EPS)
 
 
+def greedy_suppression(rows: np.ndarray, suppress_iou: float, limit: int | None = None) -> list[int]:
+    """Greedy non-maximum suppression of (N, 6) boxes given best first: a box is dropped when
+    its axis-aligned IoU with one already kept is ≥ ``suppress_iou``; at most ``limit`` kept.
+    Returns the kept indices, in order."""
+    rows = _as_rows(rows, "rows")
+    iou = box_iou_matrix(rows, rows)
+    kept: list[int] = []
+    suppressed = np.zeros(len(rows), bool)
+    for i in range(len(rows)):
+        if suppressed[i]:
+            continue
+        kept.append(i)
+        if len(kept) == limit:
+            break
+        suppressed |= iou[i] >= suppress_iou
+    return kept
+
+
 def box_iou_3d(a: Box3D, b: Box3D) -> float:
     """IoU of two axis-aligned boxes."""
     return float(box_iou_matrix(a, b)[0, 0])
