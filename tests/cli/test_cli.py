@@ -142,6 +142,26 @@ def test_ground_multi_drops_nested_boxes_of_one_object(scannet_dir, generated):
     assert 0 < len(rows["suppressed"]) < len(rows["kept"])
 
 
+def test_proposals_come_from_every_keyframe_not_only_the_models(scannet_dir, tiny_model_dir,
+                                                                 monkeypatch):
+    """The model reads a subsample of the keyframes; the built-in proposals are built from
+    all of them (more of each object's points)."""
+    from video3d_ros import scene_qa
+    from video3d_ros.scene_qa import SceneQAConfig
+
+    seen = []
+    original = scene_qa.snapshot_points_m
+    monkeypatch.setattr(scene_qa, "snapshot_points_m",
+                        lambda snap, *a, **k: seen.append(len(snap.keyframes)) or original(snap, *a, **k))
+    qa = SceneQA(load_engine(tiny_model_dir, device="cpu", max_new_tokens=4),
+                 SceneQAConfig(default_max_keyframes=2))
+    session = ScanSession(open_recording(scannet_dir), SessionConfig(frames=FRAMES, pixel_stride=2))
+    result = session.ask(qa, TEXT, QueryTask.GROUND)
+    assert result.success, result.message
+    assert len(result.keyframe_stamps_s) == 2  # what the model read
+    assert seen == [FRAMES]  # what the proposals were built from
+
+
 def test_question_prints_the_models_answer(layouts_tum, tiny_model_dir, capsys):
     rc = cli.main(_base(layouts_tum, tiny_model_dir, "How many chairs are there?"))
     out = capsys.readouterr().out
