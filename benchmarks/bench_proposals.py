@@ -2,6 +2,7 @@
 
     python benchmarks/bench_proposals.py            # 8 scenes (seeds 0..7)
     python benchmarks/bench_proposals.py 12 --first-seed 100
+    python benchmarks/bench_proposals.py 8 --first-seed 100 --model-keyframes 8
 
 Each scene is scanned like the node does it: every 3rd frame of the
 generated trajectory (320×240) goes through a 32-keyframe rolling buffer;
@@ -11,6 +12,9 @@ kept verbatim with its parameters), in the same process. Truth: every
 object's axis-aligned box. "seen" is the share of objects with at least 20
 sampled pixels in the kept keyframes (no proposal can find the others).
 Times are of ``propose_boxes`` alone, with OpenMP limited to one thread.
+``--model-keyframes K`` compares, with the current method, proposals from all 32 keyframes
+(what ``SceneQA`` does) with proposals from the K spread over them that a query's model reads
+(what it did before).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from video3d_ros.geometry import Box3D  # noqa: E402
 from video3d_ros.keyframes import BufferConfig, Frame, RollingKeyframeBuffer  # noqa: E402
 from video3d_ros.proposals import ProposalConfig, proposal_recall, propose_boxes, snapshot_points_m  # noqa: E402
 from video3d_ros.scenes import RenderConfig, SceneCamera, generate_scene  # noqa: E402
+from video3d_ros.scene_qa import subsample_snapshot  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,10 @@ def _baseline_is_structural(normal: np.ndarray, plane_pts: np.ndarray, z_lo_m: f
     return False
 
 
-def scan_scene(seed: int, frame_step: int, width: int, height: int) -> tuple[np.ndarray, list[Box3D], float]:
-    """(N, 3) snapshot points, truth boxes and the share of objects seen in the kept keyframes."""
+def scan_scene(seed: int, frame_step: int, width: int, height: int,
+               model_keyframes: int = 0) -> tuple[np.ndarray, list[Box3D], float, np.ndarray | None]:
+    """(N, 3) snapshot points, truth boxes, the share of objects seen in the kept keyframes,
+    and (``model_keyframes`` > 0) the points of the keyframes a query's model would read."""
     scene = generate_scene(seed=seed, scene_id=f"scene{seed:04d}_00")
     cam = SceneCamera(scene, RenderConfig(width=width, height=height))
     buf = RollingKeyframeBuffer(BufferConfig(capacity=32, pixel_stride=4))
@@ -120,7 +127,9 @@ def scan_scene(seed: int, frame_step: int, width: int, height: int) -> tuple[np.
     counts = np.bincount(seen_ids[seen_ids >= 0], minlength=len(scene.all_elements))
     seen = float(np.mean(counts[: len(scene.objects)] >= 20))
     truth = [Box3D.from_min_max(o.box_min_m, o.box_max_m) for o in scene.objects]
-    return snapshot_points_m(snapshot, stride), truth, seen
+    subsample = (snapshot_points_m(subsample_snapshot(snapshot, model_keyframes), stride)
+                 if model_keyframes > 0 else None)
+    return snapshot_points_m(snapshot, stride), truth, seen, subsample
 
 
 def main() -> None:
@@ -128,20 +137,27 @@ def main() -> None:
     parser.add_argument("scenes", type=int, nargs="?", default=8, help="number of generated scenes")
     parser.add_argument("--first-seed", type=int, default=0, help="seed of the first scene")
     parser.add_argument("--frame-step", type=int, default=3, help="feed every n-th frame to the buffer")
+    parser.add_argument("--model-keyframes", type=int, default=0,
+                        help="instead of the first cut, compare proposals from all 32 keyframes with "
+                             "proposals from the K a query's model reads (as SceneQA did before)")
     args = parser.parse_args()
     if args.scenes < 1:
         parser.error("scenes must be >= 1")
 
-    methods = {"new": lambda p: propose_boxes(p, ProposalConfig()), "first cut": baseline_propose_boxes}
+    k = args.model_keyframes
+    methods = ({"new": lambda p, _: propose_boxes(p, ProposalConfig()),
+                "first cut": lambda p, _: baseline_propose_boxes(p)} if k <= 0 else
+               {"all 32": lambda p, _: propose_boxes(p, ProposalConfig()),
+                f"{k} of 32": lambda _, sub: propose_boxes(sub, ProposalConfig())})
     rows = {name: [] for name in methods}
     seen_all = []
     print(f"{'scene':>6} {'objs':>4} {'seen':>5} | {'method':<9} {'R@0.25':>6} {'R@0.5':>6} {'count':>5} {'time s':>6}")
     for seed in range(args.first_seed, args.first_seed + args.scenes):
-        points_m, truth, seen = scan_scene(seed, args.frame_step, 320, 240)
+        points_m, truth, seen, sub_m = scan_scene(seed, args.frame_step, 320, 240, max(k, 0))
         seen_all.append(seen)
         for name, method in methods.items():
             t0 = time.perf_counter()
-            boxes = method(points_m)
+            boxes = method(points_m, sub_m)
             dt = time.perf_counter() - t0
             row = (proposal_recall(boxes, truth, 0.25), proposal_recall(boxes, truth, 0.5), len(boxes), dt)
             rows[name].append(row)
@@ -152,8 +168,8 @@ def main() -> None:
     for name, m in means.items():
         print(f"  {name:<9} R@0.25 {m[0]:.3f}  R@0.5 {m[1]:.3f}  count {m[2]:.1f}  time {m[3]:.2f} s "
               f"(max {np.max(np.array(rows[name])[:, 3]):.2f} s)")
-    new, old = means["new"], means["first cut"]
-    print(f"  ratio new / first cut: R@0.5 {new[1] / max(old[1], 1e-9):.2f}x, R@0.25 "
+    (a, new), (b, old) = means.items()
+    print(f"  ratio {a} / {b}: R@0.5 {new[1] / max(old[1], 1e-9):.2f}x, R@0.25 "
           f"{new[0] / max(old[0], 1e-9):.2f}x, time {new[3] / max(old[3], 1e-9):.2f}x")
 
 
