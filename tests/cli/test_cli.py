@@ -112,6 +112,24 @@ def test_one_scene_qa_over_two_recordings_builds_proposals_for_each(scannet_dir,
     assert len(built) == 2
 
 
+def test_forget_makes_the_next_query_encode_and_propose_anew(scannet_dir, tiny_model_dir, monkeypatch):
+    """What benchmarks call "the first query after a keyframe change": after ``forget`` the same
+    snapshot is encoded again and its proposals are built again."""
+    from video3d_ros import scene_qa
+
+    built = []
+    original = scene_qa.propose_boxes
+    monkeypatch.setattr(scene_qa, "propose_boxes", lambda *a, **k: built.append(1) or original(*a, **k))
+    qa = SceneQA(load_engine(tiny_model_dir, device="cpu", max_new_tokens=4))
+    session = ScanSession(open_recording(scannet_dir), SessionConfig(frames=FRAMES, pixel_stride=2))
+    assert session.ask(qa, TEXT, QueryTask.GROUND).success
+    assert qa.engine.sync(session.snapshot).added == ()
+    qa.forget()
+    assert qa.engine.sync(session.snapshot).added == tuple(session.snapshot.frame_ids)
+    assert session.ask(qa, TEXT, QueryTask.GROUND).success
+    assert len(built) == 2
+
+
 def test_ground_multi_drops_nested_boxes_of_one_object(scannet_dir, generated):
     """Proposals that nest a box inside each object's (as the built-in, multi-scale ones do):
     the embedded model selects both of a pair, and the answer keeps only the better one."""

@@ -10,7 +10,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy not installed; run via scripts/test.sh")
 from rclpy.context import Context  # noqa: E402
 
-from video3d_ros.ros._spin import DrainingExecutor  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def ros_context() -> Iterator[Context]:
 
 
 @pytest.fixture
-def executor(ros_context: Context) -> Iterator[DrainingExecutor]:
-    ex = DrainingExecutor(num_threads=4, context=ros_context)
+def executor(ros_context: Context) -> Iterator[SingleThreadedExecutor]:
+    ex = SingleThreadedExecutor(context=ros_context)
     try:
         yield ex
     finally:

@@ -134,6 +134,17 @@ def validate_request(request: QueryRequest, max_text_chars: int) -> str | None:
     return None
 
 
+def _job_result(future: concurrent.futures.Future, start_s: float) -> QueryResult:
+    """A finished job's answer; the model's exception and a cancellation become results."""
+    if future.cancelled():
+        return QueryResult(QueryStatus.NO_DATA, message="cancelled: the node is shutting down")
+    exc = future.exception()
+    if exc is not None:  # the worker reports the model's own error type and text
+        return QueryResult(QueryStatus.MODEL_ERROR, message=f"{type(exc).__name__}: {exc}",
+                           inference_time_s=time.perf_counter() - start_s)
+    return future.result()
+
+
 class Busy(RuntimeError):
     """Raised by :meth:`QueryWorker.submit` when ``max_pending`` queries are waiting."""
 
@@ -172,20 +183,43 @@ class QueryWorker:
 
     def run(self, fn: Callable[[], QueryResult], timeout_s: float) -> QueryResult:
         """Submit and wait; BUSY / TIMEOUT / MODEL_ERROR become results, not exceptions."""
+        box: list[QueryResult] = []
+        delivered = threading.Event()
+        self.run_async(fn, timeout_s, lambda r: (box.append(r), delivered.set()))
+        delivered.wait()
+        return box[0]
+
+    def run_async(self, fn: Callable[[], QueryResult], timeout_s: float,
+                  deliver: Callable[[QueryResult], None]) -> None:
+        """Submit without waiting: ``deliver`` is called exactly once with the answer, or with
+        BUSY (at once, in this thread), TIMEOUT (after ``timeout_s``, from a timer thread),
+        MODEL_ERROR (the model's exception) or NO_DATA (cancelled by :meth:`close`).
+
+        For callers that must not block, such as the node's service callback: it awaits the
+        delivery, so one executor thread keeps serving the camera streams meanwhile."""
         start = time.perf_counter()
         try:
             future = self.submit(fn)
         except Busy as exc:
-            return QueryResult(QueryStatus.BUSY, message=f"{exc}; retry later")
-        try:
-            return future.result(timeout=timeout_s)
-        except concurrent.futures.TimeoutError:
-            return QueryResult(QueryStatus.TIMEOUT,
-                               message=f"no answer within {timeout_s:.1f} s (parameter query_timeout_s)",
-                               inference_time_s=time.perf_counter() - start)
-        except Exception as exc:  # the worker reports the model's own error type and text
-            return QueryResult(QueryStatus.MODEL_ERROR, message=f"{type(exc).__name__}: {exc}",
-                               inference_time_s=time.perf_counter() - start)
+            deliver(QueryResult(QueryStatus.BUSY, message=f"{exc}; retry later"))
+            return
+        lock = threading.Lock()
+        pending = [True]
+
+        def finish(result: QueryResult) -> None:
+            with lock:
+                if not pending[0]:
+                    return
+                pending[0] = False
+            timer.cancel()
+            deliver(result)
+
+        timer = threading.Timer(timeout_s, lambda: finish(QueryResult(
+            QueryStatus.TIMEOUT, message=f"no answer within {timeout_s:.1f} s (parameter query_timeout_s)",
+            inference_time_s=time.perf_counter() - start)))
+        timer.daemon = True
+        timer.start()
+        future.add_done_callback(lambda f: finish(_job_result(f, start)))
 
     def _run(self) -> None:
         while True:

@@ -153,6 +153,13 @@ class SceneQA:
         with self._lock:
             self._external = None if boxes is None else (list(boxes), list(labels or [""] * len(boxes)))
 
+    def forget(self) -> None:
+        """Drop the encoded keyframes and the built proposals: the next query pays for both,
+        as the first one after the keyframe set changed does (benchmarks measure that)."""
+        with self._lock:
+            self._proposal_cache = None
+        self.engine.sync(BufferSnapshot(keyframes=(), covered_voxels=0, version=0))
+
     def proposals(self, snapshot: BufferSnapshot) -> tuple[list[Box3D], list[str]]:
         with self._lock:
             if self._external is not None:

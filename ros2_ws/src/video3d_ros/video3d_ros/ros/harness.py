@@ -7,11 +7,13 @@ The executor spins in a background thread; tests call the service through
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 import time
 from pathlib import Path
 
 import rclpy
 from rclpy.context import Context
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import CameraInfo, Image
@@ -22,7 +24,6 @@ from video3d_interfaces.msg import DetectedObjectArray
 
 from video3d_interfaces.srv import Query
 from video3d_ros.ros import convert
-from video3d_ros.ros._spin import DrainingExecutor
 from video3d_ros.ros.node import Video3DNode
 from video3d_ros.ros.synthetic_camera import SyntheticCamera
 from video3d_ros.scenes import RenderConfig, SceneCamera, generate_scene
@@ -30,7 +31,8 @@ from video3d_ros.scenes import RenderConfig, SceneCamera, generate_scene
 
 class Graph:
     def __init__(self, model_dir: Path, node_params: dict | None = None,
-                 camera_params: dict | None = None, with_camera: bool = True) -> None:
+                 camera_params: dict | None = None, with_camera: bool = True,
+                 make_executor: Callable[[Context], Executor] | None = None) -> None:
         self.context = Context()
         rclpy.init(context=self.context)
         params = {"model_path": str(model_dir), "pose_source": "topic", "max_new_tokens": 4,
@@ -52,7 +54,9 @@ class Graph:
                                              self.messages["markers"].append, 10)
         self.client_node.create_subscription(MarkerArray, "/video3d_node/keyframes",
                                              self.messages["keyframes"].append, 10)
-        self.executor = DrainingExecutor(num_threads=8, context=self.context)
+        # as the node runs in its own process (video3d_node main): one thread for every callback
+        # (benchmarks pass another executor to compare)
+        self.executor = (make_executor or (lambda c: SingleThreadedExecutor(context=c)))(self.context)
         for n in (self.node, self.client_node) + ((self.camera,) if self.camera else ()):
             self.executor.add_node(n)
         self._stop = threading.Event()
@@ -88,9 +92,8 @@ class Graph:
         return future.result()
 
     def close(self) -> None:
-        # stop spinning, then let the callbacks already handed to the executor's threads finish
-        # (DrainingExecutor.shutdown), and only then destroy the nodes: a callback running on a
-        # destroyed node, or on a shut-down executor, fails ("cannot use Destroyable …")
+        # stop spinning (the spin thread finishes the callback it is in), and only then destroy
+        # the nodes: a callback running on a destroyed node fails ("cannot use Destroyable …")
         self._stop.set()
         self._thread.join(timeout=10.0)
         self.executor.shutdown(timeout_sec=5.0)

@@ -5,10 +5,14 @@ Keyframe selection (:mod:`video3d_ros.ingest`), queries
 (:mod:`video3d_ros.query`, :mod:`video3d_ros.scene_qa`) and proposals live in
 plain Python.
 
-Threads: sensor callbacks (one mutually exclusive group) only convert and
-enqueue; the ingest worker unprojects and updates the buffer; the service runs
-in a reentrant group so that extra calls are answered BUSY at once while the
-single query worker runs the model on an immutable buffer snapshot.
+Threads: one executor thread runs every callback (rclpy's SingleThreadedExecutor);
+sensor callbacks only convert and enqueue; the ingest worker unprojects and
+updates the buffer; the service callback is a coroutine that hands the query to
+the single query worker (the model on an immutable buffer snapshot) and awaits
+it, so the camera streams are served while the model runs and extra calls are
+answered BUSY at once. (With rclpy's MultiThreadedExecutor the same node took
+under a fifth of a 30 Hz 320x240 stream published in its process, and an erratic
+share of 640x480 from another process: BENCHMARKS.md, "Ingest".)
 
 Topics (relative, remap as usual):
   in:  color/image, color/camera_info, depth/image, depth/camera_info (optional),
@@ -41,6 +45,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.task import Future
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
@@ -64,7 +69,7 @@ from ..query import (
 from ..scene_qa import SceneQA, load_engine
 from ..streams import ApproximateTimeSync, PoseHistory
 from . import convert
-from ._spin import DrainingExecutor, spin_node
+from ._spin import spin_node
 
 try:  # present on a robot with a ROS distribution; not on PyPI
     import tf2_ros
@@ -480,10 +485,10 @@ class Video3DNode(LifecycleNode):
 
     # ---- queries ------------------------------------------------------------------------
 
-    def _on_query(self, req: Query.Request, resp: Query.Response) -> Query.Response:
+    async def _on_query(self, req: Query.Request, resp: Query.Response) -> Query.Response:
         start = time.perf_counter()
         try:
-            result, frame = self._run_query(req)
+            result, frame = await self._run_query(req)
         except Exception as exc:  # never leave a caller without an answer
             self.get_logger().error(f"query failed inside the node: {traceback.format_exc()}")
             result = QueryResult(QueryStatus.MODEL_ERROR, message=f"internal error: {type(exc).__name__}: {exc}")
@@ -512,7 +517,7 @@ class Video3DNode(LifecycleNode):
             self.get_logger().warning(line)
         return resp
 
-    def _run_query(self, req: Query.Request) -> tuple[QueryResult, str]:
+    async def _run_query(self, req: Query.Request) -> tuple[QueryResult, str]:
         world = self.config.world_frame if self.config else ""
         if not self._active or self.scene_qa is None:
             return QueryResult(QueryStatus.NO_DATA, message="the node is not active (lifecycle state)"), world
@@ -541,16 +546,28 @@ class Video3DNode(LifecycleNode):
             return QueryResult(QueryStatus.INVALID, message=problem, task=request.task), world
         self._apply_detector_proposals()
         snapshot = self.buffer.snapshot()  # immutable: ingestion goes on meanwhile
-        result = self.worker.run(lambda: self.scene_qa.answer(request, snapshot),
-                                 self.config.query_timeout_s)
+        scene_qa = self.scene_qa
+        result = await self._on_worker(lambda: scene_qa.answer(request, snapshot))
         result = dataclasses.replace(result, task=request.task)
         if result.objects:
             result = dataclasses.replace(result, objects=tuple(
                 dataclasses.replace(o, box=convert.transform_box(o.box, T_result_world))
                 for o in result.objects))
-        if result.success and req.publish_markers:
+        if result.success and req.publish_markers and self._active:  # (not deactivated meanwhile)
             self._publish_result(result, result_frame, target, req.text)
         return result, result_frame
+
+    async def _on_worker(self, fn) -> QueryResult:
+        """Run ``fn`` on the query worker; the executor serves other callbacks meanwhile."""
+        done: Future = Future(executor=self.executor)
+        executor = self.executor
+
+        def deliver(result: QueryResult) -> None:  # the worker's, a timer's or this thread
+            done.set_result(result)
+            executor.wake()  # resume this coroutine now, not at the executor's next event
+
+        self.worker.run_async(fn, self.config.query_timeout_s, deliver)
+        return await done
 
     def _apply_detector_proposals(self) -> None:
         det = self._detector
@@ -632,8 +649,7 @@ class Video3DNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    spin_node(Video3DNode, args, lambda node: DrainingExecutor(
-        num_threads=int(node.get_parameter("max_pending_queries").value) + 4))
+    spin_node(Video3DNode, args)  # SingleThreadedExecutor: see "Threads" above
 
 
 if __name__ == "__main__":

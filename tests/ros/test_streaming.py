@@ -1,0 +1,64 @@
+"""The node serves its camera streams while a query runs (a real graph, one process).
+
+Kept apart from the fault tests: their module-wide node would answer this test's query
+(two nodes of one name in one domain share the service name)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from video3d_interfaces.srv import Query  # noqa: E402
+from video3d_ros.model.untrained import write_untrained_tiny  # noqa: E402
+from video3d_ros.ros.harness import FramePublisher, Graph  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+R = Query.Response
+REQ = Query.Request
+
+
+def counters(graph: Graph) -> dict:
+    return graph.node.diagnostics_values()
+
+
+def test_a_camera_stream_is_taken_whole_while_a_query_runs(tmp_path) -> None:
+    """90 frames of 320 x 240 at 30 Hz on reliable topics, published while a query waits in
+    the model: every frame is received meanwhile, none is dropped for its pose, and the
+    answer comes once the model returns. The service callback awaits the query worker; were
+    it to block the node's single executor thread, the frames would queue up behind it (and
+    overflow the subscriptions' queues) until the answer, and this test would time out."""
+    graph = Graph(write_untrained_tiny(tmp_path), with_camera=False,
+                  node_params={"buffer_capacity": 8, "min_new_voxels": 1, "sensor_qos": False})
+    feeder = None
+    try:
+        graph.wait_active()
+        feeder = FramePublisher(graph, n_frames=30, width=320, height=240)
+        engine = graph.node.scene_qa.engine
+        original, gate = engine.ask, threading.Event()
+        engine.ask = lambda *a, **k: (gate.wait(30.0), original(*a, **k))[1]
+        try:
+            feeder.good(2)  # a keyframe to ask about
+            graph.wait_for(lambda: counters(graph)["frames_ingested"] >= 1, 20.0, "a keyframe")
+            query = graph.client.call_async(REQ(task=REQ.TASK_QUESTION, text="how many chairs are there?"))
+            before = counters(graph)["frames_received"]
+            for _ in range(90):
+                feeder.send()
+                time.sleep(1 / 30)
+            graph.wait_for(lambda: counters(graph)["frames_received"] - before >= 90, 20.0,
+                           "the 90 frames to be received")
+            assert not query.done(), "the query was answered before the model ran"
+        finally:
+            gate.set()
+            engine.ask = original
+        graph.wait_for(query.done, 20.0, "the answer")
+        assert query.result().status == R.STATUS_OK, query.result().message
+        graph.wait_for(lambda: counters(graph)["frames_waiting_for_pose"] == 0, 10.0, "no frame waiting")
+        stats = counters(graph)
+        assert stats["frames_received"] - before == 90 and stats["pose_failures"] == 0, stats
+    finally:
+        if feeder is not None:
+            feeder.node.destroy_node()
+        graph.close()
