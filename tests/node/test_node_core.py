@@ -91,6 +91,30 @@ def test_worker_answers_busy_at_once_when_full() -> None:
         worker.close()
 
 
+def test_worker_run_async_delivers_exactly_once() -> None:
+    """A timed-out query's late answer is not delivered a second time; a query still queued
+    when the worker closes is delivered as cancelled (NO_DATA), not left without an answer."""
+    worker = QueryWorker(max_pending=2)
+    got: list[QueryResult] = []
+    gate = threading.Event()
+    try:
+        worker.run_async(lambda: (gate.wait(5), QueryResult(QueryStatus.OK, answer="late"))[1], 0.1, got.append)
+        worker.run_async(lambda: QueryResult(QueryStatus.OK, answer="never run"), 30.0, got.append)
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [r.status for r in got] == [QueryStatus.TIMEOUT]
+    finally:
+        closer = threading.Thread(target=worker.close)
+        closer.start()
+        time.sleep(0.1)  # close() cancels the queued query, then waits for the running one
+        gate.set()
+        closer.join(5)
+    time.sleep(0.1)
+    assert [r.status for r in got] == [QueryStatus.TIMEOUT, QueryStatus.NO_DATA], got
+    assert "shutting down" in got[1].message
+
+
 def test_worker_timeout_and_model_error_become_results() -> None:
     worker = QueryWorker(max_pending=2)
     try:
