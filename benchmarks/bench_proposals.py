@@ -30,7 +30,7 @@ from dataclasses import dataclass  # noqa: E402
 import numpy as np  # noqa: E402
 
 from video3d_ros.geometry import Box3D  # noqa: E402
-from video3d_ros.keyframes import BufferConfig, Frame, RollingKeyframeBuffer  # noqa: E402
+from video3d_ros.keyframes import BufferConfig, BufferSnapshot, Frame, RollingKeyframeBuffer  # noqa: E402
 from video3d_ros.proposals import ProposalConfig, proposal_recall, propose_boxes, snapshot_points_m  # noqa: E402
 from video3d_ros.scenes import RenderConfig, SceneCamera, generate_scene  # noqa: E402
 from video3d_ros.scene_qa import subsample_snapshot  # noqa: E402
@@ -109,9 +109,9 @@ def _baseline_is_structural(normal: np.ndarray, plane_pts: np.ndarray, z_lo_m: f
 
 
 def scan_scene(seed: int, frame_step: int, width: int, height: int,
-               model_keyframes: int = 0) -> tuple[np.ndarray, list[Box3D], float, np.ndarray | None]:
-    """(N, 3) snapshot points, truth boxes, the share of objects seen in the kept keyframes,
-    and (``model_keyframes`` > 0) the points of the keyframes a query's model would read."""
+               model_keyframes: int = 0) -> tuple[BufferSnapshot, list[Box3D], float, BufferSnapshot | None]:
+    """The buffer's snapshot, truth boxes, the share of objects seen in the kept keyframes
+    (every 4th pixel), and (``model_keyframes`` > 0) the keyframes a query's model would read."""
     scene = generate_scene(seed=seed, scene_id=f"scene{seed:04d}_00")
     cam = SceneCamera(scene, RenderConfig(width=width, height=height))
     buf = RollingKeyframeBuffer(BufferConfig(capacity=32, pixel_stride=4))
@@ -121,15 +121,14 @@ def scan_scene(seed: int, frame_step: int, width: int, height: int,
         buf.insert(Frame.from_depth(i, i / 30, f.rgb, f.depth_mm, f.K, f.T_world_cam))
         instance_ids[i] = f.instance_ids
     snapshot = buf.snapshot()
-    stride = ProposalConfig().pixel_stride
+    stride = 4
     seen_ids = np.concatenate([instance_ids[kf.frame_id][::stride, ::stride][kf.valid[::stride, ::stride]]
                                for kf in snapshot.keyframes])
     counts = np.bincount(seen_ids[seen_ids >= 0], minlength=len(scene.all_elements))
     seen = float(np.mean(counts[: len(scene.objects)] >= 20))
     truth = [Box3D.from_min_max(o.box_min_m, o.box_max_m) for o in scene.objects]
-    subsample = (snapshot_points_m(subsample_snapshot(snapshot, model_keyframes), stride)
-                 if model_keyframes > 0 else None)
-    return snapshot_points_m(snapshot, stride), truth, seen, subsample
+    subsample = subsample_snapshot(snapshot, model_keyframes) if model_keyframes > 0 else None
+    return snapshot, truth, seen, subsample
 
 
 def main() -> None:
@@ -137,6 +136,10 @@ def main() -> None:
     parser.add_argument("scenes", type=int, nargs="?", default=8, help="number of generated scenes")
     parser.add_argument("--first-seed", type=int, default=0, help="seed of the first scene")
     parser.add_argument("--frame-step", type=int, default=3, help="feed every n-th frame to the buffer")
+    parser.add_argument("--size", default="320x240", help="rendered frames, WIDTHxHEIGHT")
+    parser.add_argument("--strides", default="",
+                        help="instead of the first cut, compare the current method at these two pixel "
+                             "strides (e.g. 4,2; 0 = the default, chosen from the frame size)")
     parser.add_argument("--model-keyframes", type=int, default=0,
                         help="instead of the first cut, compare proposals from all 32 keyframes with "
                              "proposals from the K a query's model reads (as SceneQA did before)")
@@ -145,19 +148,30 @@ def main() -> None:
         parser.error("scenes must be >= 1")
 
     k = args.model_keyframes
-    methods = ({"new": lambda p, _: propose_boxes(p, ProposalConfig()),
-                "first cut": lambda p, _: baseline_propose_boxes(p)} if k <= 0 else
-               {"all 32": lambda p, _: propose_boxes(p, ProposalConfig()),
-                f"{k} of 32": lambda _, sub: propose_boxes(sub, ProposalConfig())})
+    width, height = (int(v) for v in args.size.lower().split("x"))
+
+    def current(snapshot: BufferSnapshot, stride: int = 0) -> list[Box3D]:
+        config = ProposalConfig(pixel_stride=stride)
+        return propose_boxes(snapshot_points_m(snapshot, config.pixel_stride), config)
+
+    if args.strides:
+        a, b = (int(v) for v in args.strides.split(","))
+        methods = {f"stride {a or 'auto'}": lambda snap, _: current(snap, a),
+                   f"stride {b or 'auto'}": lambda snap, _: current(snap, b)}
+    elif k > 0:
+        methods = {"all 32": lambda snap, _: current(snap), f"{k} of 32": lambda _, sub: current(sub)}
+    else:
+        methods = {"new": lambda snap, _: current(snap),
+                   "first cut": lambda snap, _: baseline_propose_boxes(snapshot_points_m(snap, 4))}
     rows = {name: [] for name in methods}
     seen_all = []
     print(f"{'scene':>6} {'objs':>4} {'seen':>5} | {'method':<9} {'R@0.25':>6} {'R@0.5':>6} {'count':>5} {'time s':>6}")
     for seed in range(args.first_seed, args.first_seed + args.scenes):
-        points_m, truth, seen, sub_m = scan_scene(seed, args.frame_step, 320, 240, max(k, 0))
+        snapshot, truth, seen, sub = scan_scene(seed, args.frame_step, width, height, max(k, 0))
         seen_all.append(seen)
         for name, method in methods.items():
             t0 = time.perf_counter()
-            boxes = method(points_m, sub_m)
+            boxes = method(snapshot, sub)
             dt = time.perf_counter() - t0
             row = (proposal_recall(boxes, truth, 0.25), proposal_recall(boxes, truth, 0.5), len(boxes), dt)
             rows[name].append(row)

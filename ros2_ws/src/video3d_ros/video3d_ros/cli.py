@@ -88,7 +88,9 @@ def _ask_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--min-depth-m", type=float, default=0.1)
     g.add_argument("--max-depth-m", type=float, default=10.0)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--proposal-stride", type=int, default=4, help="pixel stride of the points for object proposals")
+    g.add_argument("--proposal-stride", type=int, default=0,
+                   help="pixel stride of the points for object proposals (0 = from the frame size: "
+                        "about 80 x 60 points a frame)")
     g.add_argument("--proposals", type=Path, default=None,
                    help="JSON list of detector boxes {center_m, size_m[, label]} in the world frame "
                         "(default: proposals built from the keyframes' points)")

@@ -42,6 +42,7 @@ World frame convention: z up (ScanNet, REP 103 ``map``/``odom``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +54,12 @@ from .keyframes import BufferSnapshot
 @dataclass(frozen=True)
 class ProposalConfig:
     voxel_size_m: float = 0.04  # down-sampling voxel before plane fitting / clustering
-    pixel_stride: int = 4  # take every n-th row/column of each keyframe's point map
+    # take every n-th row/column of each keyframe's point map; 0 = chosen from the frame size
+    # (``auto_pixel_stride``): about AUTO_POINTS_PER_FRAME points a frame, the density the other
+    # values were tuned at (stride 4 at 320 x 240). At a fixed 4, frames of 160 x 120 left the
+    # 4-cm voxels sparse: ScanRefer through SceneQA on such rooms Acc@0.5 40.2 at 4, 44.3 at 2
+    # (BENCHMARKS.md, "Object proposals")
+    pixel_stride: int = 0
     plane_distance_m: float = 0.025  # RANSAC inlier distance; points this close to structure are removed
     max_planes: int = 8  # RANSAC plane searches per orientation (horizontal, vertical)
     min_plane_points: int = 200  # planes with fewer inliers stop the plane search
@@ -83,7 +89,9 @@ class ProposalConfig:
                      "support_min_area_m2", "min_box_size_m", "max_box_size_m"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("pixel_stride", "min_plane_points", "min_cluster_points", "max_proposals",
+        if self.pixel_stride < 0:
+            raise ValueError(f"pixel_stride must be >= 0 (0 = from the frame size), got {self.pixel_stride}")
+        for name in ("min_plane_points", "min_cluster_points", "max_proposals",
                      "support_max_levels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -102,12 +110,24 @@ class ProposalConfig:
                              f"{self.max_box_size_m}")
 
 
+AUTO_POINTS_PER_FRAME = 80 * 60
+
+
+def auto_pixel_stride(height_px: int, width_px: int) -> int:
+    """Pixel stride that samples about ``AUTO_POINTS_PER_FRAME`` points from an image of this
+    size: 4 at 320 x 240, 2 at 160 x 120, 8 at 640 x 480, at least 1."""
+    return max(1, round(math.sqrt(height_px * width_px / AUTO_POINTS_PER_FRAME)))
+
+
 def snapshot_points_m(snapshot: BufferSnapshot, pixel_stride: int) -> np.ndarray:
-    """(N, 3) float32 valid world points of all keyframes, every ``pixel_stride``-th pixel."""
-    if pixel_stride < 1:
-        raise ValueError(f"pixel_stride must be >= 1, got {pixel_stride}")
-    parts = [kf.xyz_m[::pixel_stride, ::pixel_stride][kf.valid[::pixel_stride, ::pixel_stride]]
-             for kf in snapshot.keyframes]
+    """(N, 3) float32 valid world points of all keyframes, every ``pixel_stride``-th pixel
+    (0: each keyframe's ``auto_pixel_stride``)."""
+    if pixel_stride < 0:
+        raise ValueError(f"pixel_stride must be >= 0 (0 = from the frame size), got {pixel_stride}")
+    parts = []
+    for kf in snapshot.keyframes:
+        n = pixel_stride or auto_pixel_stride(*kf.valid.shape)
+        parts.append(kf.xyz_m[::n, ::n][kf.valid[::n, ::n]])
     if not parts:
         return np.zeros((0, 3), np.float32)
     return np.concatenate(parts).astype(np.float32, copy=False)
@@ -179,9 +199,7 @@ def find_structural_planes(xyz_m: np.ndarray, normal_z: np.ndarray,
     Returns:
         The planes that bound the scan (at most ``outside_share`` of the points beyond them).
     """
-    import open3d as o3d
-
-    o3d.utility.random.seed(config.seed)
+    rng = np.random.default_rng(config.seed)
     planes: list[StructuralPlane] = []
     margin = 2 * config.plane_distance_m
     for horizontal in (True, False):
@@ -189,8 +207,7 @@ def find_structural_planes(xyz_m: np.ndarray, normal_z: np.ndarray,
         for _ in range(config.max_planes):
             if len(candidate) < config.min_plane_points:
                 break
-            sub = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz_m[candidate]))
-            model, inliers = sub.segment_plane(config.plane_distance_m, 3, 200)
+            model, inliers = ransac_plane(xyz_m[candidate], config.plane_distance_m, 200, rng)
             if len(inliers) < config.min_plane_points:
                 break
             normal, offset = _snap_plane(np.asarray(model, float), xyz_m[candidate], horizontal, margin)
@@ -208,6 +225,47 @@ def find_structural_planes(xyz_m: np.ndarray, normal_z: np.ndarray,
             drop[np.asarray(inliers)] = True
             candidate = candidate[~drop]  # search the next plane among the others
     return planes
+
+
+def ransac_plane(xyz_m: np.ndarray, distance_m: float, iterations: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The plane through 3 sampled points with the most points within ``distance_m``.
+
+    Ours rather than open3d's ``segment_plane``: with ``o3d.utility.random.seed`` set before
+    every call, open3d 0.20 still returned different planes on alternate calls with the same
+    points (one room: 5 and 6 structural planes, proposal R@0.5 0.75 and 0.69), so the node's
+    answers changed between identical queries. Here every draw comes from ``rng``.
+
+    Args:
+        xyz_m: (N, 3) points, N >= 3.
+        distance_m: inlier distance.
+        iterations: planes tried; the first with the most inliers wins.
+        rng: the random draws.
+    Returns:
+        (a, b, c, d) with unit (a, b, c), and the (K,) indices of the inliers.
+    """
+    xyz = np.asarray(xyz_m, dtype=np.float64)
+    idx = rng.integers(0, len(xyz), size=(iterations, 3))
+    p0, p1, p2 = xyz[idx[:, 0]], xyz[idx[:, 1]], xyz[idx[:, 2]]
+    normals = np.cross(p1 - p0, p2 - p0)  # (I, 3)
+    length = np.linalg.norm(normals, axis=1)
+    ok = length > 1e-12  # not three collinear (or repeated) points
+    if not ok.any():
+        return np.array([0.0, 0.0, 1.0, -float(xyz[0, 2])]), np.zeros(0, int)
+    normals = normals[ok] / length[ok, None]
+    offsets = -np.einsum("ij,ij->i", normals, p0[ok])  # (I,)
+    counts = np.zeros(len(normals), int)
+    for start in range(0, len(xyz), 16384):  # (chunk, I) distances at a time: bounded memory
+        counts += (np.abs(xyz[start:start + 16384] @ normals.T + offsets) < distance_m).sum(axis=0)
+    best = int(np.argmax(counts))
+    normal, offset = normals[best], offsets[best]
+    inliers = np.flatnonzero(np.abs(xyz @ normal + offset) < distance_m)
+    if len(inliers) >= 3:  # least-squares plane of the inliers, and its inliers (as open3d does)
+        centre = xyz[inliers].mean(axis=0)
+        normal = np.linalg.svd(xyz[inliers] - centre, full_matrices=False)[2][-1]
+        offset = -float(normal @ centre)
+        inliers = np.flatnonzero(np.abs(xyz @ normal + offset) < distance_m)
+    return np.append(normal, offset), inliers
 
 
 def _snap_plane(model: np.ndarray, xyz_m: np.ndarray, horizontal: bool,
