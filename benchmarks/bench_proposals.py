@@ -3,15 +3,18 @@
     python benchmarks/bench_proposals.py            # 8 scenes (seeds 0..7)
     python benchmarks/bench_proposals.py 12 --first-seed 100
     python benchmarks/bench_proposals.py 8 --first-seed 100 --model-keyframes 8
+    python benchmarks/bench_proposals.py 8 --first-seed 100 --size 160x120 --strides 0,4
 
 Each scene is scanned like the node does it: every 3rd frame of the
-generated trajectory (320×240) goes through a 32-keyframe rolling buffer;
-the snapshot's points (pixel stride 4) are proposed once with the current
-method and once with the first cut (``baseline_propose_boxes`` below,
-kept verbatim with its parameters), in the same process. Truth: every
-object's axis-aligned box. "seen" is the share of objects with at least 20
-sampled pixels in the kept keyframes (no proposal can find the others).
-Times are of ``propose_boxes`` alone, with OpenMP limited to one thread.
+generated trajectory (320×240, or ``--size``) goes through a 32-keyframe rolling
+buffer; the snapshot's points (the default pixel stride: 4 at 320×240; the first
+cut: 4) are proposed once with the current method and once with the first cut
+(``baseline_propose_boxes`` below, kept verbatim with its parameters, open3d's
+RANSAC included), in the same process. Truth: every object's axis-aligned box.
+"seen" is the share of objects with at least 20 sampled pixels (every 4th) in the
+kept keyframes (no proposal can find the others). Times are of taking the points
+and ``propose_boxes``, with OpenMP limited to one thread.
+``--strides A,B`` compares the current method at two pixel strides (0 = the default).
 ``--model-keyframes K`` compares, with the current method, proposals from all 32 keyframes
 (what ``SceneQA`` does) with proposals from the K spread over them that a query's model reads
 (what it did before).

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from video3d_ros.files import atomic_write_bytes
 from video3d_ros.geometry import Box3D, depth_to_world_m
 from video3d_ros.keyframes.scan_io import list_frames, read_axis_alignment, read_intrinsics, read_matrix
-from video3d_ros.proposals import ProposalConfig, proposal_recall, propose_boxes
+from video3d_ros.proposals import ProposalConfig, auto_pixel_stride, proposal_recall, propose_boxes
 
 from .cli import run_command
 from .data import DataError, read_processed, read_scene_boxes
@@ -47,7 +47,7 @@ def scene_points_m(root: Path, scene_id: str, pixel_stride: int) -> np.ndarray:
         if not np.all(np.isfinite(pose)):
             continue  # ScanNet marks lost tracking with -inf poses
         pm = depth_to_world_m(depth, K, pose, T_align=T_align)
-        s = pixel_stride
+        s = pixel_stride or auto_pixel_stride(*depth.shape[:2])
         parts.append(pm.xyz_m[::s, ::s][pm.valid[::s, ::s]])
     if not parts:
         raise DataError(f"{scan}: no frame with a finite pose")
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes-from", nargs="+", required=True,
                    help="processed JSON files (under the data root) whose scenes get proposals")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--pixel-stride", type=int, default=2)
+    p.add_argument("--pixel-stride", type=int, default=0,
+                   help="every n-th pixel of each frame (0 = from the frame size: 2 at 160x120)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     return run_command("video3d-proposals", lambda: _run(a))
