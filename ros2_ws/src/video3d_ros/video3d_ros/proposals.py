@@ -57,8 +57,8 @@ class ProposalConfig:
     # take every n-th row/column of each keyframe's point map; 0 = chosen from the frame size
     # (``auto_pixel_stride``): about AUTO_POINTS_PER_FRAME points a frame, the density the other
     # values were tuned at (stride 4 at 320 x 240). At a fixed 4, frames of 160 x 120 left the
-    # 4-cm voxels sparse: ScanRefer through SceneQA on such rooms Acc@0.5 40.2 at 4, 44.3 at 2
-    # (BENCHMARKS.md, "Object proposals")
+    # 4-cm voxels sparse: ScanRefer through SceneQA on the generated record rooms Acc@0.5 37.6
+    # at 4, 42.1 at 2 (BENCHMARKS.md, "Object proposals")
     pixel_stride: int = 0
     plane_distance_m: float = 0.025  # RANSAC inlier distance; points this close to structure are removed
     max_planes: int = 8  # RANSAC plane searches per orientation (horizontal, vertical)
