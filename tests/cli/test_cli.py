@@ -88,16 +88,23 @@ def test_ground_multi_asks_as_multi3drefer_is_trained(scannet_dir, tiny_model_di
     assert multi.task is QueryTask.GROUND_MULTI and one.task is QueryTask.GROUND
 
 
+@pytest.fixture
+def proposal_builds(monkeypatch) -> list[int]:
+    """One entry per call of the proposer by SceneQA (the real proposer still runs)."""
+    from video3d_ros import scene_qa
+
+    built: list[int] = []
+    original = scene_qa.propose_boxes
+    monkeypatch.setattr(scene_qa, "propose_boxes", lambda *a, **k: built.append(1) or original(*a, **k))
+    return built
+
+
 def test_one_scene_qa_over_two_recordings_builds_proposals_for_each(scannet_dir, tiny_model_dir,
-                                                                     monkeypatch):
+                                                                     proposal_builds):
     """Every recording's snapshot has version 1 and frames numbered from 0: the proposals (and
     the engine's encodings) of one must not be reused for the next, while a second question
     about the same recording reuses them."""
-    from video3d_ros import scene_qa
-
-    built = []
-    original = scene_qa.propose_boxes
-    monkeypatch.setattr(scene_qa, "propose_boxes", lambda *a, **k: built.append(1) or original(*a, **k))
+    built = proposal_builds
     qa = SceneQA(load_engine(tiny_model_dir, device="cpu", max_new_tokens=4))
     first = ScanSession(open_recording(scannet_dir), SessionConfig(frames=FRAMES, pixel_stride=2))
     assert first.ask(qa, TEXT, QueryTask.GROUND).success
@@ -112,14 +119,10 @@ def test_one_scene_qa_over_two_recordings_builds_proposals_for_each(scannet_dir,
     assert len(built) == 2
 
 
-def test_forget_makes_the_next_query_encode_and_propose_anew(scannet_dir, tiny_model_dir, monkeypatch):
+def test_forget_makes_the_next_query_encode_and_propose_anew(scannet_dir, tiny_model_dir, proposal_builds):
     """What benchmarks call "the first query after a keyframe change": after ``forget`` the same
     snapshot is encoded again and its proposals are built again."""
-    from video3d_ros import scene_qa
-
-    built = []
-    original = scene_qa.propose_boxes
-    monkeypatch.setattr(scene_qa, "propose_boxes", lambda *a, **k: built.append(1) or original(*a, **k))
+    built = proposal_builds
     qa = SceneQA(load_engine(tiny_model_dir, device="cpu", max_new_tokens=4))
     session = ScanSession(open_recording(scannet_dir), SessionConfig(frames=FRAMES, pixel_stride=2))
     assert session.ask(qa, TEXT, QueryTask.GROUND).success
