@@ -62,3 +62,43 @@ def test_a_camera_stream_is_taken_whole_while_a_query_runs(tmp_path) -> None:
         if feeder is not None:
             feeder.node.destroy_node()
         graph.close()
+
+
+def test_deactivating_while_a_query_waits_answers_it_and_draws_nothing(tmp_path) -> None:
+    """A lifecycle deactivate arrives while a grounding query waits in the model: the caller
+    still gets its answer, no markers are published for it, and the node activates again."""
+    graph = Graph(write_untrained_tiny(tmp_path), with_camera=False,
+                  node_params={"buffer_capacity": 8, "min_new_voxels": 1, "sensor_qos": False})
+    feeder = None
+    try:
+        graph.wait_active()
+        feeder = FramePublisher(graph, n_frames=6, width=96, height=72)
+        feeder.good(4)
+        graph.wait_for(lambda: counters(graph)["frames_ingested"] >= 1, 20.0, "a keyframe")
+        engine = graph.node.scene_qa.engine
+        original, gate, entered = engine.ground, threading.Event(), threading.Event()
+
+        def gated(*a, **k):
+            entered.set()
+            gate.wait(30.0)
+            return original(*a, **k)
+
+        engine.ground = gated
+        markers_before = len(graph.messages["markers"])
+        query = graph.client.call_async(REQ(task=REQ.TASK_GROUND, text="the chair", publish_markers=True))
+        assert entered.wait(20.0), "the query never reached the model"
+        graph.node.trigger_deactivate()
+        gate.set()
+        graph.wait_for(query.done, 20.0, "the answer")
+        engine.ground = original
+        assert query.result().status == R.STATUS_OK, query.result().message
+        time.sleep(0.5)
+        assert len(graph.messages["markers"]) == markers_before
+        graph.node.trigger_activate()
+        graph.wait_active()
+        resp = graph.query(task=REQ.TASK_QUESTION, text="how many chairs are there?")
+        assert resp.status == R.STATUS_OK, resp.message
+    finally:
+        if feeder is not None:
+            feeder.node.destroy_node()
+        graph.close()
