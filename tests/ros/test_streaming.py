@@ -1,4 +1,5 @@
-"""The node serves its camera streams while a query runs (a real graph, one process).
+"""A query waiting in the model (a real graph, one process): the node serves its camera
+streams meanwhile, and a lifecycle transition meanwhile leaves the caller answered.
 
 Kept apart from the fault tests: their module-wide node would answer this test's query
 (two nodes of one name in one domain share the service name)."""
