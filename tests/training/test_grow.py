@@ -120,6 +120,16 @@ def test_resized_tower_reads_larger_crops_and_trains(generated_root, tmp_path):
     assert model.vision_tower.embeddings.position_embedding.weight.grad.abs().sum() > 0
 
 
+def test_resize_tower_input_leaves_the_source_model_alone():
+    """The resized model owns its tensors: training it cannot change the model it came from."""
+    source = load_pretrained(EMBEDDED_MODEL_DIR)
+    table = source.model.state_dict()["vision_tower.embeddings.position_embedding.weight"].clone()
+    resized = resize_tower_input(source, 224)
+    assert torch.equal(source.model.state_dict()["vision_tower.embeddings.position_embedding.weight"], table)
+    source_storage = {p.data_ptr() for p in source.model.parameters()}
+    assert not source_storage & {p.data_ptr() for p in resized.parameters()}
+
+
 @pytest.mark.parametrize("size, message", [(200, "not a multiple of the tower's 14-px patches"),
                                             (112, "already reads 112-px crops")])
 def test_resize_tower_input_rejects_bad_sizes(size, message):

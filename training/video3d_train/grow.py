@@ -129,7 +129,8 @@ def resize_tower_input(loaded: LoadedModel, image_size_px: int) -> Video3DModel:
     config.vision.image_size_px = image_size_px
     config.vision.__post_init__()
     config.__post_init__()  # the pooled token grid must tile the new crop
-    state = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    # no copies: the new model's load_state_dict copies into its own freshly built tensors
+    state = dict(loaded.model.state_dict())
     state[_TOWER_POSITIONS] = resample_patch_positions(state[_TOWER_POSITIONS],
                                                        image_size_px // patch)
     return _rebuilt(loaded.runtime, config, state, "model with the resized tower input")
