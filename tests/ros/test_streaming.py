@@ -6,6 +6,7 @@ Kept apart from the fault tests: their module-wide node would answer this test's
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -25,24 +26,36 @@ def counters(graph: Graph) -> dict:
     return graph.node.diagnostics_values()
 
 
+@contextlib.contextmanager
+def node_with_a_keyframe(tmp_path, **frames):
+    """A node of its own (untrained tiny model, reliable topics), a feeder of ``frames``
+    (FramePublisher's n_frames / width / height), and a keyframe ingested."""
+    graph = Graph(write_untrained_tiny(tmp_path), with_camera=False,
+                  node_params={"buffer_capacity": 8, "min_new_voxels": 1, "sensor_qos": False})
+    feeder = None
+    try:
+        graph.wait_active()
+        feeder = FramePublisher(graph, **frames)
+        feeder.good(3)
+        graph.wait_for(lambda: counters(graph)["frames_ingested"] >= 1, 20.0, "a keyframe")
+        yield graph, feeder
+    finally:
+        if feeder is not None:
+            feeder.node.destroy_node()
+        graph.close()
+
+
 def test_a_camera_stream_is_taken_whole_while_a_query_runs(tmp_path) -> None:
     """90 frames of 320 x 240 at 30 Hz on reliable topics, published while a query waits in
     the model: every frame is received meanwhile, none is dropped for its pose, and the
     answer comes once the model returns. The service callback awaits the query worker; were
     it to block the node's single executor thread, the frames would queue up behind it (and
     overflow the subscriptions' queues) until the answer, and this test would time out."""
-    graph = Graph(write_untrained_tiny(tmp_path), with_camera=False,
-                  node_params={"buffer_capacity": 8, "min_new_voxels": 1, "sensor_qos": False})
-    feeder = None
-    try:
-        graph.wait_active()
-        feeder = FramePublisher(graph, n_frames=30, width=320, height=240)
+    with node_with_a_keyframe(tmp_path, n_frames=30, width=320, height=240) as (graph, feeder):
         engine = graph.node.scene_qa.engine
         original, gate = engine.ask, threading.Event()
         engine.ask = lambda *a, **k: (gate.wait(30.0), original(*a, **k))[1]
         try:
-            feeder.good(2)  # a keyframe to ask about
-            graph.wait_for(lambda: counters(graph)["frames_ingested"] >= 1, 20.0, "a keyframe")
             query = graph.client.call_async(REQ(task=REQ.TASK_QUESTION, text="how many chairs are there?"))
             before = counters(graph)["frames_received"]
             for _ in range(90):
@@ -59,23 +72,12 @@ def test_a_camera_stream_is_taken_whole_while_a_query_runs(tmp_path) -> None:
         graph.wait_for(lambda: counters(graph)["frames_waiting_for_pose"] == 0, 10.0, "no frame waiting")
         stats = counters(graph)
         assert stats["frames_received"] - before == 90 and stats["pose_failures"] == 0, stats
-    finally:
-        if feeder is not None:
-            feeder.node.destroy_node()
-        graph.close()
 
 
 def test_deactivating_while_a_query_waits_answers_it_and_draws_nothing(tmp_path) -> None:
     """A lifecycle deactivate arrives while a grounding query waits in the model: the caller
     still gets its answer, no markers are published for it, and the node activates again."""
-    graph = Graph(write_untrained_tiny(tmp_path), with_camera=False,
-                  node_params={"buffer_capacity": 8, "min_new_voxels": 1, "sensor_qos": False})
-    feeder = None
-    try:
-        graph.wait_active()
-        feeder = FramePublisher(graph, n_frames=6, width=96, height=72)
-        feeder.good(4)
-        graph.wait_for(lambda: counters(graph)["frames_ingested"] >= 1, 20.0, "a keyframe")
+    with node_with_a_keyframe(tmp_path, n_frames=6, width=96, height=72) as (graph, feeder):
         engine = graph.node.scene_qa.engine
         original, gate, entered = engine.ground, threading.Event(), threading.Event()
 
@@ -99,7 +101,3 @@ def test_deactivating_while_a_query_waits_answers_it_and_draws_nothing(tmp_path)
         graph.wait_active()
         resp = graph.query(task=REQ.TASK_QUESTION, text="how many chairs are there?")
         assert resp.status == R.STATUS_OK, resp.message
-    finally:
-        if feeder is not None:
-            feeder.node.destroy_node()
-        graph.close()
