@@ -143,6 +143,8 @@ class Video3DNode(LifecycleNode):
         self._last_pose_wall = 0.0  # monotonic time of the last accepted pose message
         self._tf_buffer = None
         self._detector: tuple[float, list[Box3D], list[str]] | None = None
+        # the groups matter only on a multi-threaded executor (a container that spins the node
+        # so); video3d_node's own entry point runs every callback on one thread
         self._sensor_group = MutuallyExclusiveCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
         self._query_group = ReentrantCallbackGroup()
