@@ -192,7 +192,7 @@ def own_process(args) -> None:
         spin = threading.Thread(target=executor.spin, daemon=True)
         spin.start()
         try:
-            feeder = FramePublisher(type("G", (), {"context": context}), n_frames=60, width=args.width,
+            feeder = FramePublisher(context, n_frames=60, width=args.width,
                                     height=args.height, seed=7)
             deadline = time.monotonic() + 60
             while not latest and time.monotonic() < deadline:
@@ -224,7 +224,7 @@ def started_graph(path: Path, args, make_executor):
                   node_params={"buffer_capacity": 16, "max_new_tokens": 8, "sensor_qos": False})
     try:
         graph.wait_active()
-        feeder = FramePublisher(graph, n_frames=60, width=args.width, height=args.height, seed=7)
+        feeder = FramePublisher(graph.context, n_frames=60, width=args.width, height=args.height, seed=7)
         publish_at(feeder, 30.0, 3.0)
         graph.wait_for(lambda: graph.keyframes() >= 16, 60, "16 keyframes")
         yield graph, feeder

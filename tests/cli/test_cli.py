@@ -133,6 +133,28 @@ def test_forget_makes_the_next_query_encode_and_propose_anew(scannet_dir, tiny_m
     assert len(built) == 2
 
 
+def test_scene_qa_holds_no_keyframe_alive_and_refuses_foreign_thresholds(scannet_dir, tiny_model_dir):
+    """The proposal cache (and the engine's) know keyframes by weak reference: a recording
+    that is gone leaves no images behind. A threshold outside the model's units is refused
+    when the SceneQA is built (the node then fails to configure, naming it)."""
+    import gc
+    import weakref
+
+    qa = SceneQA(load_engine(tiny_model_dir, device="cpu", max_new_tokens=4))
+    session = ScanSession(open_recording(scannet_dir), SessionConfig(frames=FRAMES, pixel_stride=2))
+    assert session.ask(qa, TEXT, QueryTask.GROUND).success
+    rgb = weakref.ref(session.snapshot.keyframes[0].rgb)
+    del session
+    gc.collect()
+    assert rgb() is None
+    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR, SceneQAConfig
+
+    embedded = load_engine(EMBEDDED_MODEL_DIR, device="cpu")  # selects by cosine score, in [0, 1)
+    with pytest.raises(ValueError, match="not a cosine score"):
+        SceneQA(embedded, SceneQAConfig(multi_object_threshold=1.0))
+    SceneQA(embedded, SceneQAConfig(multi_object_threshold=0.6))
+
+
 def test_ground_multi_drops_nested_boxes_of_one_object(scannet_dir, generated):
     """Proposals that nest a box inside each object's (as the built-in, multi-scale ones do):
     the embedded model selects both of a pair, and the answer keeps only the better one."""

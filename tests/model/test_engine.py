@@ -235,6 +235,32 @@ def test_sync_encodes_another_recordings_frames_that_share_ids(engine, tiny_mode
                                atol=1e-5, rtol=0)
 
 
+def test_the_keyframe_cache_does_not_keep_evicted_images_alive(engine, frame_factory):
+    """The engine tells a cached keyframe by its arrays' identity, through weak references:
+    once a keyframe leaves every snapshot and its owner drops it, its images are freed."""
+    import gc
+    import weakref
+
+    kfs = [_KF(i, float(i), *frame_factory(i)) for i in range(2)]
+    engine.sync(_Snapshot(tuple(kfs), 1))
+    rgb = weakref.ref(kfs[0].rgb)
+    del kfs[0]
+    gc.collect()
+    assert rgb() is None
+    assert engine.sync(_Snapshot(tuple(kfs), 2)).added == ()  # the survivor is still cached
+
+
+def test_a_threshold_outside_the_models_units_is_refused(engine, frames):
+    """A cumulative probability must be in (0, 1]: an override of 0 is named, not run."""
+    _fill(engine, frames[:2])
+    box = [Box3D(np.array([0.5, 0.5, 1.3]), np.array([0.6, 0.6, 1.0]))]
+    assert engine.config.grounding.multi_object_selection.value == "cumulative_probability"
+    with pytest.raises(ValueError, match="not a cumulative probability"):
+        engine.ground("the chair", box, threshold=0.0)
+    with pytest.raises(ValueError, match="not a cumulative probability"):
+        Video3DEngine(engine.model, engine.processor, multi_object_threshold=1.5)
+
+
 def test_sync_with_rolling_buffer_snapshot(engine, frame_factory):
     make_frame = frame_factory
     from video3d_ros.keyframes.buffer import BufferSnapshot, Frame

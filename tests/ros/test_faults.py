@@ -41,7 +41,7 @@ def rig(model_dir):
                                "max_pending_queries": 1, "max_text_chars": 2000, "sensor_qos": False,
                                "proposals_timeout_s": 2.0})
     graph.wait_active()
-    feeder = FramePublisher(graph, n_frames=24, width=96, height=72)
+    feeder = FramePublisher(graph.context, n_frames=24, width=96, height=72)
     yield graph, feeder
     feeder.node.destroy_node()
     graph.close()
@@ -230,7 +230,7 @@ def fresh_rig(model_dir):
     feeder = None
     try:
         graph.wait_active()
-        feeder = FramePublisher(graph, n_frames=6, width=96, height=72)
+        feeder = FramePublisher(graph.context, n_frames=6, width=96, height=72)
         yield graph, feeder
     finally:
         if feeder is not None:

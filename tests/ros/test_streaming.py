@@ -35,7 +35,7 @@ def node_with_a_keyframe(tmp_path, **frames):
     feeder = None
     try:
         graph.wait_active()
-        feeder = FramePublisher(graph, **frames)
+        feeder = FramePublisher(graph.context, **frames)
         feeder.good(3)
         graph.wait_for(lambda: counters(graph)["frames_ingested"] >= 1, 20.0, "a keyframe")
         yield graph, feeder

@@ -204,13 +204,14 @@ class QueryWorker:
             deliver(QueryResult(QueryStatus.BUSY, message=f"{exc}; retry later"))
             return
         lock = threading.Lock()
-        pending = [True]
+        pending = True
 
         def finish(result: QueryResult) -> None:
+            nonlocal pending
             with lock:
-                if not pending[0]:
+                if not pending:
                     return
-                pending[0] = False
+                pending = False
             timer.cancel()
             deliver(result)
 

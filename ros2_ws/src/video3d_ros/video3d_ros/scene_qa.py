@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,20 +126,24 @@ class SceneQAConfig:
                              f"{self.multi_object_suppress_iou}")
 
 
-def _same_objects(a, b) -> bool:
-    """The same objects in the same order (identity, not equality)."""
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+def _same_objects(refs: tuple[weakref.ref, ...], objects) -> bool:
+    """``refs`` refer to ``objects``, in order (identity, not equality)."""
+    return len(refs) == len(objects) and all(r() is x for r, x in zip(refs, objects))
 
 
 class SceneQA:
     """Engine + proposals over buffer snapshots. One caller at a time (the query worker)."""
 
     def __init__(self, engine, config: SceneQAConfig = SceneQAConfig()) -> None:
+        grounding = engine.config.grounding
+        if config.multi_object_threshold is not None and grounding is not None:
+            grounding.check_threshold(config.multi_object_threshold)  # in the model's units
         self.engine = engine
         self.config = config
-        # (the keyframes they were built from, the boxes): a buffer's snapshots share keyframe
-        # objects; another recording's snapshot has the same version and frame ids, not objects
-        self._proposal_cache: tuple[tuple, list[Box3D]] | None = None
+        # (weak references to the keyframes they were built from, the boxes): a buffer's
+        # snapshots share keyframe objects; another recording's snapshot has the same version
+        # and frame ids, not objects. Weak: evicted keyframes are not kept alive by the cache
+        self._proposal_cache: tuple[tuple[weakref.ref, ...], list[Box3D]] | None = None
         self._external: tuple[list[Box3D], list[str]] | None = None
         self._lock = threading.Lock()
 
@@ -167,7 +172,7 @@ class SceneQA:
             cached = self._proposal_cache
             if cached is None or not _same_objects(cached[0], snapshot.keyframes):
                 pts = snapshot_points_m(snapshot, self.config.proposals.pixel_stride)
-                self._proposal_cache = (tuple(snapshot.keyframes),
+                self._proposal_cache = (tuple(weakref.ref(kf) for kf in snapshot.keyframes),
                                         propose_boxes(pts, self.config.proposals))
             boxes = self._proposal_cache[1]
         return boxes, [""] * len(boxes)

@@ -287,22 +287,23 @@ class GroundingConfig:
             raise ValueError(f"grounding temperature must be > 0, got {self.temperature}")
         if self.head_hidden_size is not None:
             _check_positive_int(self, "head_hidden_size")
-        _check_multi_object_threshold(self.multi_object_selection, self.multi_object_threshold)
+        self.check_threshold(self.multi_object_threshold)
+
+    def check_threshold(self, threshold: float) -> None:
+        """Raise ValueError unless ``threshold`` is in the units of ``multi_object_selection``
+        (for this config's own threshold and for a caller's override of it)."""
+        selection = self.multi_object_selection
+        if selection is MultiObjectSelection.CUMULATIVE_PROBABILITY and not 0 < threshold <= 1:
+            raise ValueError(f"multi_object_threshold {threshold} is not a cumulative probability "
+                             "in (0, 1] (multi_object_selection cumulative_probability)")
+        if selection is MultiObjectSelection.SCORE_THRESHOLD and not 0 <= threshold < 1:
+            raise ValueError(f"multi_object_threshold {threshold} is not a cosine score in [0, 1) "
+                             "(multi_object_selection score_threshold)")
 
     @property
     def inside_fraction(self) -> float:
         """Fraction of a patch/cell's pixels that must lie in the box."""
         return 0.5 if self.object_feature is ObjectFeatureKind.PATCH14 else 0.25
-
-
-def _check_multi_object_threshold(selection: MultiObjectSelection, threshold: float) -> None:
-    """Raise ValueError unless ``threshold`` is in the range of ``selection``'s units."""
-    if selection is MultiObjectSelection.CUMULATIVE_PROBABILITY and not 0 < threshold <= 1:
-        raise ValueError(f"multi_object_threshold {threshold} is not a cumulative probability "
-                         "in (0, 1] (multi_object_selection cumulative_probability)")
-    if selection is MultiObjectSelection.SCORE_THRESHOLD and not 0 <= threshold < 1:
-        raise ValueError(f"multi_object_threshold {threshold} is not a cosine score in [0, 1) "
-                         "(multi_object_selection score_threshold)")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -77,9 +78,10 @@ class _Keyframe:
     object_features: torch.Tensor | None  # (C, C, D) features for object proposals
     xyz_m: np.ndarray  # (S, S, 3) cropped coordinates
     valid: np.ndarray  # (S, S) cropped validity
-    # the arrays it was encoded from (held, so that their identity stays theirs): sync
-    # re-encodes a snapshot keyframe whose id is cached but whose arrays are others
-    source: tuple[np.ndarray, np.ndarray] | None = None
+    # weak references to the arrays it was encoded from (weak: an evicted keyframe's images
+    # are not kept alive by the cache): sync re-encodes a snapshot keyframe whose id is
+    # cached but whose arrays are others
+    source: tuple[weakref.ref, weakref.ref] | None = None
 
 
 @dataclass
@@ -128,6 +130,8 @@ class Video3DEngine:
         self.config = model.config
         self.max_new_tokens = max_new_tokens
         g = self.config.grounding
+        if g is not None and multi_object_threshold is not None:
+            g.check_threshold(multi_object_threshold)
         self.multi_object_threshold = (multi_object_threshold if multi_object_threshold
                                        is not None else (g.multi_object_threshold if g else 0.4))
         self._frames: dict[int, _Keyframe] = {}
@@ -192,13 +196,13 @@ class Video3DEngine:
             for k in added:
                 f = wanted[k]
                 self.add_keyframe(k, f.rgb, f.xyz_m, f.valid, stamp_s=f.stamp_s)
-                self._frames[k].source = (f.rgb, f.xyz_m)
+                self._frames[k].source = (weakref.ref(f.rgb), weakref.ref(f.xyz_m))
             return SyncResult(added=added, removed=removed)
 
     def _is_cached(self, keyframe_id: int, frame: KeyframeLike) -> bool:
         cached = self._frames.get(keyframe_id)
         return (cached is not None and cached.source is not None
-                and cached.source[0] is frame.rgb and cached.source[1] is frame.xyz_m)
+                and cached.source[0]() is frame.rgb and cached.source[1]() is frame.xyz_m)
 
     # ---- queries ------------------------------------------------------------------------
 
@@ -264,6 +268,8 @@ class Video3DEngine:
         """
         if self.model.ground_head is None:
             raise ValueError("this model has no grounding head")
+        if threshold is not None:
+            self.config.grounding.check_threshold(threshold)
         thr = self.multi_object_threshold if threshold is None else threshold
         task_text = (multi_grounding_prompt if multiple else grounding_prompt)(description)
         suffix = self._suffix(task_text) + [self.processor.token_ids.ground]

@@ -110,9 +110,9 @@ class FramePublisher:
     independent of rendering speed.
     """
 
-    def __init__(self, graph: "Graph", n_frames: int = 24, width: int = 96, height: int = 72,
+    def __init__(self, context: Context, n_frames: int = 24, width: int = 96, height: int = 72,
                  seed: int = 11) -> None:
-        self.node = rclpy.create_node("v3d_fault_feeder", context=graph.context)
+        self.node = rclpy.create_node("v3d_fault_feeder", context=context)
         self.color = self.node.create_publisher(Image, "color/image", 50)
         self.depth = self.node.create_publisher(Image, "depth/image", 50)
         self.color_info = self.node.create_publisher(CameraInfo, "color/camera_info", 50)

@@ -171,7 +171,10 @@ class Video3DNode(LifecycleNode):
             engine = load_engine(cfg.model_path or None, cfg.device or None, cfg.max_new_tokens)
         except Exception as exc:  # a bad checkpoint must not take the node down
             return self._configure_failed(f"cannot load the model: {type(exc).__name__}: {exc}")
-        self.scene_qa = SceneQA(engine, cfg.scene_qa_config())
+        try:
+            self.scene_qa = SceneQA(engine, cfg.scene_qa_config())
+        except ValueError as exc:  # a parameter that does not fit this model
+            return self._configure_failed(f"invalid parameters for this model: {exc}")
         self.buffer = RollingKeyframeBuffer(cfg.buffer_config())
         self.ingestor = FrameIngestor(self.buffer, queue_size=cfg.ingest_queue_size,
                                       depth_scale_m=cfg.depth_scale_m, min_depth_m=cfg.min_depth_m,
@@ -561,8 +564,8 @@ class Video3DNode(LifecycleNode):
 
     async def _on_worker(self, fn) -> QueryResult:
         """Run ``fn`` on the query worker; the executor serves other callbacks meanwhile."""
-        done: Future = Future(executor=self.executor)
         executor = self.executor
+        done: Future = Future(executor=executor)
 
         def deliver(result: QueryResult) -> None:  # the worker's, a timer's or this thread
             done.set_result(result)
