@@ -13,6 +13,12 @@ generated scenes. A processed file is a JSON list; one sample::
      "metadata": {"dataset": "scanrefer", "question_type": "unique",
                   "object_id": "3" | [3, 5], "answers": [...] (ScanQA val)}}
 
+A ScanQA or SQA3D sample may hold further human/gpt turns after the first, as
+LLaVA's multi-turn conversations do (``video3d-pack-turns`` writes them):
+training puts the language-model loss on every answer; the metadata (type,
+object ids, references) are the first question's, and the evaluator, which asks
+one question at a time, refuses them.
+
 Scene files under ``root``:
 
     scannet/posed_images/<scene>/{color,depth,pose}/NNNNN.*, intrinsic/intrinsic_depth.txt
@@ -80,6 +86,8 @@ class Sample:
     object_ids: list[int] | None  # truth object ids when the metadata names them
     box_input: np.ndarray | None  # (6,) Scan2Cap: the box whose centre goes into <coord>
     references: list[str] = field(default_factory=list)  # all acceptable answers / captions
+    # (question, answer) turns after the first, in order (multi-turn samples of text tasks)
+    follow_ups: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _fail(file: str, sid: Any, msg: str) -> DataError:
@@ -110,14 +118,19 @@ def parse_sample(raw: Any, file: str) -> Sample:
     if sid is None:
         raise _fail(file, sid, "missing 'id'")
     conv = raw.get("conversations")
-    if not (isinstance(conv, list) and len(conv) == 2 and all(isinstance(c, dict) for c in conv)
-            and conv[0].get("from") == "human" and conv[1].get("from") == "gpt"):
-        raise _fail(file, sid, "'conversations' must be [human, gpt] turns")
-    human, answer = conv[0].get("value"), conv[1].get("value")
-    if not isinstance(human, str) or not isinstance(answer, str):
+    if not (isinstance(conv, list) and len(conv) >= 2 and len(conv) % 2 == 0
+            and all(isinstance(c, dict) and c.get("from") == ("human", "gpt")[j % 2]
+                    for j, c in enumerate(conv))):
+        raise _fail(file, sid, "'conversations' must be [human, gpt] turns, possibly repeated")
+    values = [c.get("value") for c in conv]
+    if not all(isinstance(v, str) for v in values):
         raise _fail(file, sid, "conversation values must be strings")
+    human, answer = values[0], values[1]
     if human.count(VIDEO_TOKEN) != 1:
         raise _fail(file, sid, f"the question must hold exactly one {VIDEO_TOKEN}")
+    follow_ups = list(zip(values[2::2], values[3::2]))
+    if any(VIDEO_TOKEN in q for q, _ in follow_ups):
+        raise _fail(file, sid, f"only the first question may hold {VIDEO_TOKEN}")
     video = raw.get("video")
     if not isinstance(video, str) or not video:
         raise _fail(file, sid, "missing 'video'")
@@ -156,6 +169,10 @@ def parse_sample(raw: Any, file: str) -> Sample:
             qtype = scanqa_question_kind(prompt)
     elif task is Task.SQA3D and not qtype:
         qtype = sqa3d_question_type(prompt)
+    if follow_ups and task not in (Task.SCANQA, Task.SQA3D):
+        # a grounding sample has one <ground>, a caption's <coord> box is the sample's
+        raise _fail(file, sid, f"only ScanQA and SQA3D samples may hold several questions; this "
+                               f"{task.value} sample holds {len(conv) // 2}")
     if task.is_grounding and answer.strip() != GROUND_TOKEN:
         raise _fail(file, sid, f"grounding answers must be {GROUND_TOKEN}, got {answer!r}")
     if not all(isinstance(r, str) for r in refs):
@@ -163,7 +180,8 @@ def parse_sample(raw: Any, file: str) -> Sample:
     scene_id = Path(video).name
     return Sample(file=file, sample_id=str(sid), task=task, scene_id=scene_id, video=video,
                   prompt=prompt, answer=answer, question_type=qtype, target_boxes=boxes,
-                  object_ids=object_ids, box_input=box_input, references=refs)
+                  object_ids=object_ids, box_input=box_input, references=refs,
+                  follow_ups=follow_ups)
 
 
 def _read_sample_list(path: Path) -> list:
@@ -538,7 +556,8 @@ class Video3DDataset(torch.utils.data.Dataset):
         scene = self.store.load(s.scene_id)
         proc = self.store.processor
         n_frames = scene.pixel_values.shape[0]
-        enc = proc.encode(n_frames, s.prompt, s.answer if with_answer else None)
+        enc = (proc.encode(n_frames, s.prompt, s.answer, s.follow_ups) if with_answer
+               else proc.encode(n_frames, s.prompt))
         if enc.input_ids.numel() > self.max_length:
             raise _fail(s.file, s.sample_id, f"{enc.input_ids.numel()} tokens > max_length "
                                              f"{self.max_length}")

@@ -101,6 +101,8 @@ def tokenizer_corpus(samples: list[Sample]) -> list[str]:
         texts.append(s.prompt)
         texts.extend(s.references)
         texts.append(s.answer)
+        for question, answer in s.follow_ups:
+            texts.extend((question, answer))
     return texts
 
 

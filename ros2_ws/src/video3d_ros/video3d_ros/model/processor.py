@@ -31,6 +31,7 @@ coordinates of the nearest frame pixel).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,14 +210,29 @@ class Video3DProcessor:
             ids, n_answer = ids + ans, len(ans)
         return ids, n_answer
 
-    def encode(self, num_frames: int, task_text: str, answer: str | None = None) -> EncodedPrompt:
-        """Whole prompt (and answer) with labels on the answer tokens only."""
+    def encode(self, num_frames: int, task_text: str, answer: str | None = None,
+               follow_ups: Sequence[tuple[str, str]] = ()) -> EncodedPrompt:
+        """Whole prompt (and answer) with labels on the answer tokens only.
+
+        ``follow_ups``: further (question, answer) turns of the same conversation, each a
+        user turn without the video and an assistant turn whose tokens are labelled too
+        (training on multi-turn samples; needs ``answer``)."""
+        if follow_ups and answer is None:
+            raise ValueError("follow-up turns need the first answer")
         prefix = self.prefix_ids(num_frames, task_text)
         suffix, n_answer = self.suffix_ids(task_text, answer)
-        ids = torch.tensor(prefix + suffix, dtype=torch.long)
+        ids = prefix + suffix
+        labelled = [(len(ids) - n_answer, len(ids))] if n_answer else []
+        for question, reply in follow_ups:
+            _check_task_text(question)
+            ids += self._ids(f"\n{IM_START}user\n{question}{IM_END}\n{IM_START}assistant\n")
+            start = len(ids)
+            ids += self._ids(f"{reply}{IM_END}")
+            labelled.append((start, len(ids)))
+        ids = torch.tensor(ids, dtype=torch.long)
         labels = torch.full_like(ids, IGNORE_INDEX)
-        if n_answer:
-            labels[-n_answer:] = ids[-n_answer:]
+        for start, end in labelled:
+            labels[start:end] = ids[start:end]
         return EncodedPrompt(ids, labels, len(prefix))
 
     def decode(self, ids: list[int]) -> str:
