@@ -76,8 +76,17 @@ def packed_root(generated_root, tmp_path_factory):
     """The generated rooms' ScanQA training file packed 4 turns a conversation (by the CLI)."""
     src = generated_root / "processed" / "scanqa_train_llava_style.json"
     dst = generated_root / "processed" / "scanqa_train_turns4.json"
-    pack_main(["--src", str(src), "--dst", str(dst), "--turns", "4"])
+    assert pack_main(["--src", str(src), "--dst", str(dst), "--turns", "4"]) == 0
     return generated_root
+
+
+def test_pack_command_names_a_bad_file(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([RECORDS[0], {**RECORDS[1], "conversations": []}]))
+    assert pack_main(["--src", str(bad), "--dst", str(tmp_path / "out.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"video3d-pack-turns: error: {bad}: sample 2:" in err and "Traceback" not in err
+    assert not (tmp_path / "out.json").exists()
 
 
 def test_every_answer_is_labelled_and_nothing_else(packed_root):

@@ -184,7 +184,7 @@ def parse_sample(raw: Any, file: str) -> Sample:
                   follow_ups=follow_ups)
 
 
-def _read_sample_list(path: Path) -> list:
+def read_sample_list(path: Path) -> list:
     """The JSON list of a processed file; DataError naming the file otherwise."""
     try:
         raw = json.loads(path.read_text())
@@ -199,7 +199,7 @@ def read_processed(path: str | Path, skip_bad: bool = False) -> tuple[list[Sampl
     """All samples of one processed file and how many bad ones were skipped."""
     path = Path(path)
     out, bad = [], 0
-    for item in _read_sample_list(path):
+    for item in read_sample_list(path):
         try:
             out.append(parse_sample(item, str(path)))
         except DataError as e:
@@ -215,7 +215,7 @@ def write_questions_of_kind(src: str | Path, dst: str | Path, kind: str) -> int:
     (as the evaluator assigns it, e.g. ``colour`` for ScanQA), unchanged; return how many.
     The embedded model's mix oversamples ``scanqa_colour_train.json`` written this way."""
     src = Path(src)
-    chosen = [item for item in _read_sample_list(src) if parse_sample(item, str(src)).question_type == kind]
+    chosen = [item for item in read_sample_list(src) if parse_sample(item, str(src)).question_type == kind]
     Path(dst).write_text(json.dumps(chosen))
     return len(chosen)
 

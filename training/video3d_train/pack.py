@@ -27,7 +27,8 @@ from pathlib import Path
 from video3d_ros.model.tokenizer import VIDEO_TOKEN
 
 from .checkpointing import atomic_write_bytes
-from .data import DataError, parse_sample
+from .cli import run_command
+from .data import DataError, parse_sample, read_sample_list
 from .metrics import Task
 
 PACKABLE = (Task.SCANQA, Task.SQA3D)
@@ -80,7 +81,17 @@ def pack_turns(records: Sequence[Mapping], turns: int, seed: int, file: str = "<
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def _run(a: argparse.Namespace) -> int:
+    records = read_sample_list(a.src)  # DataError naming the file when it is not a JSON list
+    packed = pack_turns(records, a.turns, a.seed, str(a.src))
+    a.dst.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(a.dst, json.dumps(packed).encode())
+    print(f"{a.dst}: {len(records)} questions in {len(packed)} conversations "
+          f"({len(records) / max(len(packed), 1):.2f} a conversation)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="video3d-pack-turns", description=__doc__.split("\n\n")[0])
     p.add_argument("--src", type=Path, required=True, help="processed ScanQA or SQA3D JSON file")
     p.add_argument("--dst", type=Path, required=True, help="multi-turn JSON file to write")
@@ -89,21 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.turns < 1:
         p.error(f"--turns must be >= 1, got {a.turns}")
-    try:
-        records = json.loads(a.src.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SystemExit(f"{a.src}: cannot read a processed JSON file ({e})") from e
-    if not isinstance(records, list):
-        raise SystemExit(f"{a.src}: expected a JSON list of samples")
-    try:
-        packed = pack_turns(records, a.turns, a.seed, str(a.src))
-    except DataError as e:
-        raise SystemExit(str(e)) from e
-    a.dst.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(a.dst, json.dumps(packed).encode())
-    print(f"{a.dst}: {len(records)} questions in {len(packed)} conversations "
-          f"({len(records) / max(len(packed), 1):.2f} a conversation)")
+    return run_command("video3d-pack-turns", lambda: _run(a))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
