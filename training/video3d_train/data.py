@@ -86,7 +86,7 @@ class Sample:
     object_ids: list[int] | None  # truth object ids when the metadata names them
     box_input: np.ndarray | None  # (6,) Scan2Cap: the box whose centre goes into <coord>
     references: list[str] = field(default_factory=list)  # all acceptable answers / captions
-    # (question, answer) turns after the first, in order (multi-turn samples of text tasks)
+    # (question, answer) turns after the first, in order (multi-turn ScanQA / SQA3D samples)
     follow_ups: list[tuple[str, str]] = field(default_factory=list)
 
 
