@@ -8,7 +8,14 @@ import pytest
 from video3d_ros.model.processor import Video3DProcessor
 from video3d_ros.model.shapes import tiny
 from video3d_ros.model.tokenizer import IM_END, build_tokenizer, token_ids_of
-from video3d_train.data import DataError, SceneStore, Video3DDataset, parse_sample, read_processed
+from video3d_train.data import (
+    DataError,
+    SceneStore,
+    Video3DDataset,
+    parse_sample,
+    read_processed,
+    single_turns,
+)
 from video3d_train.pack import main as pack_main
 from video3d_train.pack import pack_turns
 
@@ -128,3 +135,28 @@ def test_training_reads_a_packed_file_and_evaluation_refuses_it(packed_root, tmp
     with pytest.raises(DataError, match="questions in one conversation; evaluation asks one at a time"):
         evaluate(run / "final", packed_root, ["processed/scanqa_train_turns4.json"], tmp_path / "ev",
                  progress=False, meteor=False)
+
+
+def test_baselines_count_every_answer_of_a_packed_training_file(packed_root, tmp_path):
+    """The text-prior baselines learn the same answers from a packed file as from the file
+    it was packed from (single_turns), and refuse a packed validation file."""
+    from video3d_train.baselines import run_baselines
+    from video3d_train.metrics import scanqa_question_kind
+
+    proc = packed_root / "processed"
+    flat, _ = read_processed(proc / "scanqa_train_llava_style.json")
+    packed, _ = read_processed(proc / "scanqa_train_turns4.json")
+    assert sum(len(s.follow_ups) for s in packed) > 0
+    unpacked = single_turns(packed)
+    key = lambda s: (s.video, s.prompt.replace("<image>", ""), s.answer)  # noqa: E731
+    assert sorted(map(key, unpacked)) == sorted(map(key, flat))
+    assert all(s.question_type == scanqa_question_kind(s.prompt) for s in unpacked)
+    # (the tables learnt from the two files hold the same counts; which of two tied answers
+    # wins may differ, so the scores are not compared)
+    val = ["processed/scanqa_val_llava_style.json"]
+    out = run_baselines(packed_root, ["processed/scanqa_train_turns4.json"], val, tmp_path / "b",
+                        meteor=False)
+    assert "em" in out["question_prior"]["scanqa"]
+    with pytest.raises(DataError, match="evaluation asks one at a time"):
+        run_baselines(packed_root, ["processed/scanqa_train_turns4.json"],
+                      ["processed/scanqa_train_turns4.json"], tmp_path / "c", meteor=False)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .cli import run_command
-from .data import Sample, read_processed, read_scene_boxes
+from .data import Sample, read_processed, read_scene_boxes, refuse_multi_turn, single_turns
 from .evaluate import _rows, metrics_from_dir, subset, write_jsonl
 from .metrics import Task
 
@@ -99,7 +99,7 @@ def run_baselines(root: Path, train_files: list[str], val_files: list[str], out:
                   limit: int | None = None, meteor: bool = True) -> dict[str, dict]:
     train: dict[Task, list[Sample]] = {}
     for f in train_files:
-        ss, _ = read_processed(root / f)
+        ss = single_turns(read_processed(root / f)[0])  # a packed file counts every answer
         train.setdefault(ss[0].task, []).extend(ss)
     table = most_frequent_answers([s for ss in train.values() for s in ss])
     results = {}
@@ -107,7 +107,9 @@ def run_baselines(root: Path, train_files: list[str], val_files: list[str], out:
         d = out / name
         wrote = False
         for f in val_files:
-            val = subset(read_processed(root / f)[0], limit)
+            val = read_processed(root / f)[0]
+            refuse_multi_turn(val)
+            val = subset(val, limit)
             task = val[0].task
             if name == "random_proposal" and task.is_grounding:
                 recs = random_proposal_records(val, root)

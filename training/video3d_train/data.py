@@ -37,7 +37,7 @@ import collections
 import json
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +208,31 @@ def read_processed(path: str | Path, skip_bad: bool = False) -> tuple[list[Sampl
             bad += 1
             log.warning("skipping bad sample: %s", e)
     return out, bad
+
+
+def single_turns(samples: Sequence[Sample]) -> list[Sample]:
+    """Each multi-turn sample as one sample per question, in order (a follow-up's type from
+    its wording, its one reference its answer, no object ids); single-turn samples as they
+    are. For what counts answers per question (the text-prior baselines)."""
+    out = []
+    for s in samples:
+        out.append(replace(s, follow_ups=[]) if s.follow_ups else s)
+        for k, (question, answer) in enumerate(s.follow_ups, 1):
+            kind = scanqa_question_kind if s.task is Task.SCANQA else sqa3d_question_type
+            out.append(replace(s, sample_id=f"{s.sample_id}#{k}", prompt=question, answer=answer,
+                               question_type=kind(question), object_ids=None, references=[answer],
+                               follow_ups=[]))
+    return out
+
+
+def refuse_multi_turn(samples: Sequence[Sample]) -> None:
+    """DataError naming the first multi-turn sample: what scores answers one question at a
+    time (the evaluator, the baselines' validation files) cannot take them."""
+    multi = next((s for s in samples if s.follow_ups), None)
+    if multi is not None:
+        raise DataError(f"{multi.file}: sample {multi.sample_id!r}: {len(multi.follow_ups) + 1} "
+                        "questions in one conversation; evaluation asks one at a time (a "
+                        "multi-turn file is for training)")
 
 
 def write_questions_of_kind(src: str | Path, dst: str | Path, kind: str) -> int:

@@ -53,6 +53,7 @@ from .data import (
     read_processed,
     read_proposals,
     read_scene_boxes,
+    refuse_multi_turn,
     sampling_from_arguments,
 )
 from .metrics import HEADLINE, Task, markdown_table, task_metrics
@@ -220,11 +221,7 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, files: list[str], ou
                    sampling=sampling, selection_file=selection_file)
     for f in files:
         samples, _ = read_processed(Path(data_root) / f)
-        multi = next((s for s in samples if s.follow_ups), None)
-        if multi is not None:
-            raise DataError(f"{multi.file}: sample {multi.sample_id!r}: {len(multi.follow_ups) + 1} "
-                            "questions in one conversation; evaluation asks one at a time (a "
-                            "multi-turn file is for training)")
+        refuse_multi_turn(samples)
         samples = subset(samples, limit)
         task = samples[0].task
         mine = samples[state.process_index::state.num_processes]
