@@ -66,6 +66,11 @@ from .metrics import SCANQA_PLACEHOLDER_TYPE, Task, scanqa_question_kind, sqa3d_
 log = logging.getLogger(__name__)
 
 
+# tasks whose samples may hold several question/answer turns: their prompts are plain text (a
+# grounding sample has one <ground>, a caption's <coord> box is the sample's)
+MULTI_TURN_TASKS = (Task.SCANQA, Task.SQA3D)
+
+
 class DataError(ValueError):
     """A data file or sample is malformed; the message names the file and the sample."""
 
@@ -169,8 +174,7 @@ def parse_sample(raw: Any, file: str) -> Sample:
             qtype = scanqa_question_kind(prompt)
     elif task is Task.SQA3D and not qtype:
         qtype = sqa3d_question_type(prompt)
-    if follow_ups and task not in (Task.SCANQA, Task.SQA3D):
-        # a grounding sample has one <ground>, a caption's <coord> box is the sample's
+    if follow_ups and task not in MULTI_TURN_TASKS:
         raise _fail(file, sid, f"only ScanQA and SQA3D samples may hold several questions; this "
                                f"{task.value} sample holds {len(conv) // 2}")
     if task.is_grounding and answer.strip() != GROUND_TOKEN:

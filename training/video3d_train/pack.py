@@ -28,10 +28,7 @@ from video3d_ros.model.tokenizer import VIDEO_TOKEN
 
 from .checkpointing import atomic_write_bytes
 from .cli import run_command
-from .data import DataError, parse_sample, read_sample_list
-from .metrics import Task
-
-PACKABLE = (Task.SCANQA, Task.SQA3D)
+from .data import MULTI_TURN_TASKS, DataError, parse_sample, read_sample_list
 
 
 def pack_turns(records: Sequence[Mapping], turns: int, seed: int, file: str = "<records>") -> list[dict]:
@@ -50,9 +47,9 @@ def pack_turns(records: Sequence[Mapping], turns: int, seed: int, file: str = "<
     by_room: dict[str, list[tuple[Mapping, str]]] = defaultdict(list)
     for raw in records:
         sample = parse_sample(raw, file)
-        if sample.task not in PACKABLE:
+        if sample.task not in MULTI_TURN_TASKS:
             raise DataError(f"{file}: sample {raw['id']!r}: {sample.task.value} samples are "
-                            f"not packed (only {', '.join(t.value for t in PACKABLE)})")
+                            f"not packed (only {', '.join(t.value for t in MULTI_TURN_TASKS)})")
         if sample.follow_ups:
             raise DataError(f"{file}: sample {raw['id']!r}: already holds several questions")
         by_room[sample.video].append((raw, sample.prompt))
