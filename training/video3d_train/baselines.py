@@ -38,11 +38,17 @@ def qa_type(s: Sample) -> str:
     return words[0].lower() if words else ""
 
 
+def top_answer(counts: Counter) -> str:
+    """The most frequent answer; a tie goes to the alphabetically first, so the baselines do
+    not depend on the order of the training samples (a packed file deals them anew)."""
+    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
 def most_frequent_answers(train: list[Sample]) -> dict[tuple[Task, str], str]:
     counts: dict[tuple[Task, str], Counter] = defaultdict(Counter)
     for s in train:
         counts[(s.task, qa_type(s))][s.answer] += 1
-    return {k: c.most_common(1)[0][0] for k, c in counts.items()}
+    return {k: top_answer(c) for k, c in counts.items()}
 
 
 def question_key(s: Sample) -> tuple[Task, str]:
@@ -58,7 +64,7 @@ def question_prior_records(val: list[Sample], train: list[Sample],
     for s, r in zip(val, recs):
         c = counts.get(question_key(s))
         if c:
-            r["prediction"] = c.most_common(1)[0][0]
+            r["prediction"] = top_answer(c)
     return recs
 
 
