@@ -48,10 +48,10 @@ def pack_turns(records: Sequence[Mapping], turns: int, seed: int, file: str = "<
     for raw in records:
         sample = parse_sample(raw, file)
         if sample.task not in MULTI_TURN_TASKS:
-            raise DataError(f"{file}: sample {raw['id']!r}: {sample.task.value} samples are "
-                            f"not packed (only {', '.join(t.value for t in MULTI_TURN_TASKS)})")
+            raise DataError.in_sample(file, raw["id"], f"{sample.task.value} samples are not packed "
+                                      f"(only {', '.join(t.value for t in MULTI_TURN_TASKS)})")
         if sample.follow_ups:
-            raise DataError(f"{file}: sample {raw['id']!r}: already holds several questions")
+            raise DataError.in_sample(file, raw["id"], "already holds several questions")
         by_room[sample.video].append((raw, sample.prompt))
     rng = random.Random(seed)
     out = []
