@@ -3,7 +3,6 @@ and a good query succeeds afterwards. The README lists these kinds."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 import time
@@ -21,7 +20,7 @@ from video3d_interfaces.srv import Query  # noqa: E402
 from video3d_ros.model.errors import ModelError  # noqa: E402
 from video3d_ros.ros import convert  # noqa: E402
 from video3d_ros.model.untrained import write_untrained_tiny  # noqa: E402
-from video3d_ros.ros.harness import FramePublisher, Graph  # noqa: E402
+from video3d_ros.ros.harness import FramePublisher, Graph, fed_node  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 R = Query.Response
@@ -35,16 +34,11 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rig(model_dir):
-    graph = Graph(model_dir, with_camera=False,
-                  node_params={"buffer_capacity": 8, "min_new_voxels": 1, "pose_wait_s": 0.5,
-                               "pose_silence_s": 0.5,
-                               "max_pending_queries": 1, "max_text_chars": 2000, "sensor_qos": False,
-                               "proposals_timeout_s": 2.0})
-    graph.wait_active()
-    feeder = FramePublisher(graph.context, n_frames=24, width=96, height=72)
-    yield graph, feeder
-    feeder.node.destroy_node()
-    graph.close()
+    params = {"buffer_capacity": 8, "min_new_voxels": 1, "pose_wait_s": 0.5, "pose_silence_s": 0.5,
+              "max_pending_queries": 1, "max_text_chars": 2000, "sensor_qos": False,
+              "proposals_timeout_s": 2.0}
+    with fed_node(model_dir, params, n_frames=24, width=96, height=72) as graph_and_feeder:
+        yield graph_and_feeder
 
 
 def counters(graph: Graph) -> dict:
@@ -222,20 +216,10 @@ def test_11_pose_arriving_late_is_still_used(rig) -> None:
     wait_ingested(graph, before + 2, 5.0)
 
 
-@contextlib.contextmanager
 def fresh_rig(model_dir):
     """A node of its own (default pose parameters, nothing received yet) and a feeder."""
-    graph = Graph(model_dir, with_camera=False, node_params={"buffer_capacity": 8, "min_new_voxels": 1,
-                                                             "sensor_qos": False})
-    feeder = None
-    try:
-        graph.wait_active()
-        feeder = FramePublisher(graph.context, n_frames=6, width=96, height=72)
-        yield graph, feeder
-    finally:
-        if feeder is not None:
-            feeder.node.destroy_node()
-        graph.close()
+    return fed_node(model_dir, {"buffer_capacity": 8, "min_new_voxels": 1, "sensor_qos": False},
+                    n_frames=6, width=96, height=72)
 
 
 def test_11b_pose_topic_stalled_for_seconds_loses_no_frame(model_dir) -> None:

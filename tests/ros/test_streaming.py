@@ -15,7 +15,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 from video3d_interfaces.srv import Query  # noqa: E402
 from video3d_ros.model.untrained import write_untrained_tiny  # noqa: E402
-from video3d_ros.ros.harness import FramePublisher, Graph  # noqa: E402
+from video3d_ros.ros.harness import Graph, fed_node  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 R = Query.Response
@@ -30,19 +30,11 @@ def counters(graph: Graph) -> dict:
 def node_with_a_keyframe(tmp_path, **frames):
     """A node of its own (untrained tiny model, reliable topics), a feeder of ``frames``
     (FramePublisher's n_frames / width / height), and a keyframe ingested."""
-    graph = Graph(write_untrained_tiny(tmp_path), with_camera=False,
-                  node_params={"buffer_capacity": 8, "min_new_voxels": 1, "sensor_qos": False})
-    feeder = None
-    try:
-        graph.wait_active()
-        feeder = FramePublisher(graph.context, **frames)
+    params = {"buffer_capacity": 8, "min_new_voxels": 1, "sensor_qos": False}
+    with fed_node(write_untrained_tiny(tmp_path), params, **frames) as (graph, feeder):
         feeder.good(3)
         graph.wait_for(lambda: counters(graph)["frames_ingested"] >= 1, 20.0, "a keyframe")
         yield graph, feeder
-    finally:
-        if feeder is not None:
-            feeder.node.destroy_node()
-        graph.close()
 
 
 def test_a_camera_stream_is_taken_whole_while_a_query_runs(tmp_path) -> None:

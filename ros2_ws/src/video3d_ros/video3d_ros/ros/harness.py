@@ -6,8 +6,9 @@ The executor spins in a background thread; tests call the service through
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 import time
 from pathlib import Path
 
@@ -167,3 +168,20 @@ class FramePublisher:
         for _ in range(n):
             self.send()
             time.sleep(period_s)
+
+
+@contextlib.contextmanager
+def fed_node(model_dir: Path, node_params: dict, **frames) -> Iterator[tuple[Graph, FramePublisher]]:
+    """A node of its own (no synthetic camera) with ``node_params``, and a
+    :class:`FramePublisher` of ``frames`` (its n_frames / width / height / seed) matched to
+    it; both are closed on exit, also when the publisher could not be made."""
+    graph = Graph(model_dir, with_camera=False, node_params=node_params)
+    feeder = None
+    try:
+        graph.wait_active()
+        feeder = FramePublisher(graph.context, **frames)
+        yield graph, feeder
+    finally:
+        if feeder is not None:
+            feeder.node.destroy_node()
+        graph.close()
