@@ -38,7 +38,12 @@ def test_evaluate_writes_records_and_metrics(generated_root, tmp_path):
     again = metrics_from_dir(out, meteor=False)
     assert again == res
     assert json.loads((out / "metrics.json").read_text()) == res
-    assert "| res |" in (out / "table.md").read_text()
+    table = (out / "table.md").read_text()
+    assert "| res |" in table
+    # the per-type tables follow, with the types the metrics split by (SQA3D's here)
+    by_type = table[table.index("**sqa3d** by question type"):]
+    sqa3d_types = [k for k in res["sqa3d"] if k.startswith("em/") and k != "em/overall"]
+    assert sqa3d_types and all(k in by_type for k in sqa3d_types)
 
 
 def test_blind_evaluation_answers_from_the_question_alone(generated_root, tmp_path):

@@ -211,6 +211,23 @@ def test_sqa3d_question_type():
     assert M.sqa3d_question_type("Where") == "others"
 
 
+def test_type_breakdown_tables():
+    rows = {"model": {M.Task.SCANQA: {"em": 50.0, "em/colour": 60.0, "em/count": 40.04, "bleu-4": 9.0},
+                      M.Task.SCAN2CAP: {"cider@0.5": 100.0},
+                      M.Task.SQA3D: {"em/overall": 50.0, "em/what": 25.0}},
+            "prior": {M.Task.SCANQA: {"em": 30.0, "em/count": 70.0, "em/relation": 5.0}}}
+    text = M.type_breakdown_tables(rows)
+    qa, sqa = text.split("\n\n**sqa3d** by question type\n\n")
+    assert qa.splitlines() == ["**scanqa** by question type", "",
+                               "| system | em/colour | em/count | em/relation |",
+                               "|---|---:|---:|---:|",
+                               "| model | 60.0 | 40.0 | – |",
+                               "| prior | – | 70.0 | 5.0 |"]
+    assert sqa.splitlines()[0] == "| system | em/what |"  # /overall is the headline table's
+    assert "scan2cap" not in text  # no types, no table
+    assert M.type_breakdown_tables({"model": {M.Task.SCAN2CAP: {"cider@0.5": 1.0}}}) == ""
+
+
 def test_task_parse_and_table():
     assert M.Task.parse("scanQA") is M.Task.SCANQA
     with pytest.raises(ValueError, match="unknown task"):

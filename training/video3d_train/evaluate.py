@@ -56,7 +56,7 @@ from .data import (
     refuse_multi_turn,
     sampling_from_arguments,
 )
-from .metrics import HEADLINE, Task, markdown_table, task_metrics
+from .metrics import HEADLINE, Task, markdown_table, task_metrics, type_breakdown_tables
 from .step import Video3DForTraining
 
 log = logging.getLogger("video3d_train.evaluate")
@@ -270,9 +270,14 @@ def metrics_from_dir(out: str | Path, meteor: bool = True) -> dict[str, dict[str
         if p.exists():
             res[t.value] = task_metrics(t, read_jsonl(p), meteor=meteor)
     (out / "metrics.json").write_text(json.dumps(res, indent=1) + "\n")
-    (out / "table.md").write_text(markdown_table({out.name: {Task(k): v for k, v in res.items()}})
-                                  + "\n")
+    (out / "table.md").write_text(tables({out.name: {Task(k): v for k, v in res.items()}}))
     return res
+
+
+def tables(rows: dict[str, dict[Task, dict[str, float]]]) -> str:
+    """The headline table, then the per-type tables of the tasks that have types."""
+    by_type = type_breakdown_tables(rows)
+    return markdown_table(rows) + "\n" + (f"\n{by_type}\n" if by_type else "")
 
 
 def compare_table(named_dirs: list[str]) -> str:
@@ -288,7 +293,7 @@ def compare_table(named_dirs: list[str]) -> str:
         except (OSError, json.JSONDecodeError) as e:
             raise DataError(f"{path}: cannot read the metrics of {name!r} ({e})") from e
         rows[name] = {Task(k): v for k, v in m.items()}
-    return markdown_table(rows)
+    return tables(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -352,6 +352,29 @@ HEADLINE = {
 }
 
 
+def type_breakdown_tables(rows: Mapping[str, Mapping[Task, Mapping[str, float]]]) -> str:
+    """Per question type: a Markdown table for each task whose metrics are split by type
+    (``<metric>/<type>`` keys other than ``/overall``: ScanRefer unique / multiple,
+    Multi3DRefer's five types, ScanQA's kinds, SQA3D's question words), one row per system,
+    the columns in the order the metrics list them; "" when no task has a split."""
+    out = []
+    for t in Task:
+        cols: list[str] = []
+        for r in rows.values():
+            cols += [k for k in r.get(t, {}) if "/" in k and not k.endswith("/overall")
+                     and k not in cols]
+        if not cols:
+            continue
+        lines = [f"**{t.value}** by question type", "", "| system | " + " | ".join(cols) + " |",
+                 "|---|" + "---:|" * len(cols)]
+        for name, r in rows.items():
+            m = r.get(t, {})
+            lines.append(f"| {name} | " + " | ".join(f"{m[k]:.1f}" if k in m else "–" for k in cols)
+                         + " |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
 def markdown_table(rows: Mapping[str, Mapping[Task, Mapping[str, float]]]) -> str:
     """One row per system (model, baselines), one column per headline metric."""
     cols = [(t, m) for t in Task for m in HEADLINE[t]]
