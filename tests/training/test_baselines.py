@@ -1,5 +1,8 @@
 """Text-only baselines: most frequent answer per question type, and per exact question."""
 
+import json
+
+from video3d_train.baselines import main as baselines_main
 from video3d_train.baselines import most_frequent_answers, most_frequent_records, question_prior_records
 from video3d_train.data import parse_sample
 
@@ -25,3 +28,20 @@ def test_question_prior_answers_the_same_question_like_training():
     recs = question_prior_records(val, train, table)
     assert [r["prediction"] for r in recs] == ["red", "blue", "white"]
     assert [r["ground_truth"] for r in recs] == [["red"], ["green"], ["white"]]
+
+
+def test_the_command_writes_every_baseline_side_by_side(generated_root, tmp_path, capsys):
+    files = ["processed/scanqa_{}_llava_style.json", "processed/scanrefer_vg_{}_llava_style.json"]
+    out = tmp_path / "baselines"
+    assert baselines_main(["--data-root", str(generated_root), "--out", str(out), "--no-meteor",
+                           "--train-files", *[f.format("train") for f in files],
+                           "--val-files", *[f.format("val") for f in files]]) == 0
+    table = (out / "table.md").read_text()
+    assert capsys.readouterr().out == table
+    headline = table.split("\n\n")[0].splitlines()  # the per-type tables follow
+    rows = {line.split(" | ")[0][2:]: line for line in headline if line.startswith("| ")}
+    assert {"random_proposal", "most_frequent", "question_prior"} <= set(rows)
+    # each row holds the figures of that baseline's own folder (what video3d-eval writes)
+    prior = json.loads((out / "question_prior/metrics.json").read_text())["scanqa"]
+    assert f"| {prior['em']:.1f} |" in rows["question_prior"]
+    assert "**scanqa** by question type" in table

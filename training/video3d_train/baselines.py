@@ -3,6 +3,10 @@
     python -m video3d_train.baselines --data-root data/gen250 --out results/baselines \
         --train-files processed/...train... --val-files processed/...val...
 
+Each baseline's records and metrics go to ``<out>/<baseline>/`` (as ``video3d-eval`` writes
+a model's); ``<out>/table.md`` (also printed) holds them all side by side, with the per-type
+tables.
+
 - ``random_proposal``: grounding scores drawn uniformly at random (seeded) for
   every proposal and for the "no target" entry.
 - ``most_frequent``: per question type, the most frequent training answer
@@ -26,7 +30,7 @@ import numpy as np
 
 from .cli import run_command
 from .data import Sample, read_processed, read_scene_boxes, refuse_multi_turn, single_turns
-from .evaluate import _rows, metrics_from_dir, subset, write_jsonl
+from .evaluate import _rows, metrics_from_dir, subset, tables, write_jsonl
 from .metrics import Task
 
 
@@ -131,6 +135,9 @@ def run_baselines(root: Path, train_files: list[str], val_files: list[str], out:
             wrote = True
         if wrote:
             results[name] = metrics_from_dir(d, meteor=meteor)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(tables({n: {Task(k): v for k, v in r.items()}
+                                          for n, r in results.items()}))
     return results
 
 
@@ -147,10 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(a: argparse.Namespace) -> int:
-    res = run_baselines(a.data_root, a.train_files, a.val_files, a.out, a.limit,
-                        meteor=not a.no_meteor)
-    for name, r in res.items():
-        print(name, {t: {k: round(v, 2) for k, v in m.items()} for t, m in r.items()})
+    run_baselines(a.data_root, a.train_files, a.val_files, a.out, a.limit, meteor=not a.no_meteor)
+    print((a.out / "table.md").read_text(), end="")
     return 0
 
 
