@@ -3,7 +3,8 @@
 import json
 
 from video3d_train.baselines import main as baselines_main
-from video3d_train.baselines import most_frequent_answers, most_frequent_records, question_prior_records
+from video3d_train.baselines import (most_frequent_answers, most_frequent_records,
+                                     question_prior_records)
 from video3d_train.data import parse_sample
 
 

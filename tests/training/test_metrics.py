@@ -212,7 +212,8 @@ def test_sqa3d_question_type():
 
 
 def test_type_breakdown_tables():
-    rows = {"model": {M.Task.SCANQA: {"em": 50.0, "em/colour": 60.0, "em/count": 40.04, "bleu-4": 9.0},
+    rows = {"model": {M.Task.SCANQA: {"em": 50.0, "em/colour": 60.0, "em/count": 40.04,
+                                      "bleu-4": 9.0},
                       M.Task.SCAN2CAP: {"cider@0.5": 100.0},
                       M.Task.SQA3D: {"em/overall": 50.0, "em/what": 25.0}},
             "prior": {M.Task.SCANQA: {"em": 30.0, "em/count": 70.0, "em/relation": 5.0}}}

@@ -80,6 +80,9 @@ class DataError(ValueError):
         return cls(f"{file}: sample {sid!r}: {msg}")
 
 
+_fail = DataError.in_sample  # the short name this module raises with
+
+
 @dataclass
 class Sample:
     """One question of a processed file, validated."""
@@ -104,14 +107,14 @@ def _box_array(x: Any, file: str, sid: Any, what: str) -> np.ndarray:
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        raise DataError.in_sample(file, sid, f"{what} must be (centre, size) boxes of 6 numbers ({e})") from e
+        raise _fail(file, sid, f"{what} must be (centre, size) boxes of 6 numbers ({e})") from e
     if arr.size == 0:
         return np.zeros((0, 6))
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 6 or not np.all(np.isfinite(arr)) \
             or np.any(arr[:, 3:] < 0):
-        raise DataError.in_sample(file, sid, f"{what} must be finite (centre, size) boxes of 6 numbers, got "
+        raise _fail(file, sid, f"{what} must be finite (centre, size) boxes of 6 numbers, got "
                                f"{np.shape(x)}")
     return arr
 
@@ -122,29 +125,29 @@ def parse_sample(raw: Any, file: str) -> Sample:
         raise DataError(f"{file}: a sample is a {type(raw).__name__}, expected an object")
     sid = raw.get("id")
     if sid is None:
-        raise DataError.in_sample(file, sid, "missing 'id'")
+        raise _fail(file, sid, "missing 'id'")
     conv = raw.get("conversations")
     if not (isinstance(conv, list) and len(conv) >= 2 and len(conv) % 2 == 0
             and all(isinstance(c, dict) and c.get("from") == ("human", "gpt")[j % 2]
                     for j, c in enumerate(conv))):
-        raise DataError.in_sample(file, sid, "'conversations' must be [human, gpt] turns, possibly repeated")
+        raise _fail(file, sid, "'conversations' must be [human, gpt] turns, possibly repeated")
     values = [c.get("value") for c in conv]
     if not all(isinstance(v, str) for v in values):
-        raise DataError.in_sample(file, sid, "conversation values must be strings")
+        raise _fail(file, sid, "conversation values must be strings")
     human, answer = values[0], values[1]
     if human.count(VIDEO_TOKEN) != 1:
-        raise DataError.in_sample(file, sid, f"the question must hold exactly one {VIDEO_TOKEN}")
+        raise _fail(file, sid, f"the question must hold exactly one {VIDEO_TOKEN}")
     follow_ups = list(zip(values[2::2], values[3::2]))
     if any(VIDEO_TOKEN in q for q, _ in follow_ups):
-        raise DataError.in_sample(file, sid, f"only the first question may hold {VIDEO_TOKEN}")
+        raise _fail(file, sid, f"only the first question may hold {VIDEO_TOKEN}")
     video = raw.get("video")
     if not isinstance(video, str) or not video:
-        raise DataError.in_sample(file, sid, "missing 'video'")
+        raise _fail(file, sid, "missing 'video'")
     meta = raw.get("metadata") or {}
     try:
         task = Task.parse(meta.get("dataset", ""))
     except ValueError as e:
-        raise DataError.in_sample(file, sid, str(e)) from e
+        raise _fail(file, sid, str(e)) from e
     prompt = human.replace(VIDEO_TOKEN, "", 1)
     qtype = meta.get("question_type")
     obj = meta.get("object_id")
@@ -153,18 +156,18 @@ def parse_sample(raw: Any, file: str) -> Sample:
         try:
             object_ids = [int(o) for o in (obj if isinstance(obj, list) else [obj])]
         except (TypeError, ValueError) as e:
-            raise DataError.in_sample(file, sid, f"bad metadata.object_id {obj!r}") from e
+            raise _fail(file, sid, f"bad metadata.object_id {obj!r}") from e
     boxes, box_input = np.zeros((0, 6)), None
     refs = [answer]
     if task is Task.SCANREFER:
         boxes = _box_array(raw.get("box"), file, sid, "'box'")
         if len(boxes) != 1:
-            raise DataError.in_sample(file, sid, f"ScanRefer needs exactly one 'box', got {len(boxes)}")
+            raise _fail(file, sid, f"ScanRefer needs exactly one 'box', got {len(boxes)}")
     elif task is Task.MULTI3DREFER:
         boxes = _box_array(raw.get("box", []), file, sid, "'box'")
     elif task is Task.SCAN2CAP:
         if "gt_box" not in raw:
-            raise DataError.in_sample(file, sid, "Scan2Cap needs 'gt_box'")
+            raise _fail(file, sid, "Scan2Cap needs 'gt_box'")
         boxes = _box_array(raw["gt_box"], file, sid, "'gt_box'")
         bi = raw.get("box_input")
         box_input = None if bi is None else _box_array(bi, file, sid, "'box_input'")[0]
@@ -176,12 +179,12 @@ def parse_sample(raw: Any, file: str) -> Sample:
     elif task is Task.SQA3D and not qtype:
         qtype = sqa3d_question_type(prompt)
     if follow_ups and task not in MULTI_TURN_TASKS:
-        raise DataError.in_sample(file, sid, f"only ScanQA and SQA3D samples may hold several questions; this "
+        raise _fail(file, sid, f"only ScanQA and SQA3D samples may hold several questions; this "
                                f"{task.value} sample holds {len(conv) // 2}")
     if task.is_grounding and answer.strip() != GROUND_TOKEN:
-        raise DataError.in_sample(file, sid, f"grounding answers must be {GROUND_TOKEN}, got {answer!r}")
+        raise _fail(file, sid, f"grounding answers must be {GROUND_TOKEN}, got {answer!r}")
     if not all(isinstance(r, str) for r in refs):
-        raise DataError.in_sample(file, sid, "references must be strings")
+        raise _fail(file, sid, "references must be strings")
     scene_id = Path(video).name
     return Sample(file=file, sample_id=str(sid), task=task, scene_id=scene_id, video=video,
                   prompt=prompt, answer=answer, question_type=qtype, target_boxes=boxes,
@@ -235,9 +238,9 @@ def refuse_multi_turn(samples: Sequence[Sample]) -> None:
     time (the evaluator, the baselines' validation files) cannot take them."""
     multi = next((s for s in samples if s.follow_ups), None)
     if multi is not None:
-        raise DataError.in_sample(multi.file, multi.sample_id,
-                                  f"{len(multi.follow_ups) + 1} questions in one conversation; "
-                                  "evaluation asks one at a time (a multi-turn file is for training)")
+        raise _fail(multi.file, multi.sample_id,
+                    f"{len(multi.follow_ups) + 1} questions in one conversation; evaluation "
+                    "asks one at a time (a multi-turn file is for training)")
 
 
 def write_questions_of_kind(src: str | Path, dst: str | Path, kind: str) -> int:
@@ -551,7 +554,7 @@ def target_indices(sample: Sample, objects: SceneObjects) -> list[int]:
         return []
     iou = box_iou_matrix(sample.target_boxes, objects.boxes) if len(objects.boxes) else None
     if iou is None or np.any(iou.max(axis=1) < 0.99):
-        raise DataError.in_sample(sample.file, sample.sample_id,
+        raise _fail(sample.file, sample.sample_id,
                     f"target box(es) not among the objects of scene {sample.scene_id}")
     return [int(i) for i in iou.argmax(axis=1)]
 
@@ -577,7 +580,7 @@ class Video3DDataset(torch.utils.data.Dataset):
         except DataError:
             raise
         except (ValueError, KeyError, OSError) as e:
-            raise DataError.in_sample(s.file, s.sample_id, f"{type(e).__name__}: {e}") from e
+            raise _fail(s.file, s.sample_id, f"{type(e).__name__}: {e}") from e
 
     def item(self, s: Sample, with_answer: bool = True,
              candidates: np.ndarray | None = None) -> Item:
@@ -589,7 +592,7 @@ class Video3DDataset(torch.utils.data.Dataset):
         enc = (proc.encode(n_frames, s.prompt, s.answer, s.follow_ups) if with_answer
                else proc.encode(n_frames, s.prompt))
         if enc.input_ids.numel() > self.max_length:
-            raise DataError.in_sample(s.file, s.sample_id, f"{enc.input_ids.numel()} tokens > max_length "
+            raise _fail(s.file, s.sample_id, f"{enc.input_ids.numel()} tokens > max_length "
                                              f"{self.max_length}")
         pos_cfg = proc.config.position
         masks = centres = sizes = positives = coord = coord_size = None

@@ -48,8 +48,9 @@ def pack_turns(records: Sequence[Mapping], turns: int, seed: int, file: str = "<
     for raw in records:
         sample = parse_sample(raw, file)
         if sample.task not in MULTI_TURN_TASKS:
-            raise DataError.in_sample(file, raw["id"], f"{sample.task.value} samples are not packed "
-                                      f"(only {', '.join(t.value for t in MULTI_TURN_TASKS)})")
+            only = ", ".join(t.value for t in MULTI_TURN_TASKS)
+            raise DataError.in_sample(file, raw["id"],
+                                      f"{sample.task.value} samples are not packed (only {only})")
         if sample.follow_ups:
             raise DataError.in_sample(file, raw["id"], "already holds several questions")
         by_room[sample.video].append((raw, sample.prompt))

@@ -171,7 +171,8 @@ class FramePublisher:
 
 
 @contextlib.contextmanager
-def fed_node(model_dir: Path, node_params: dict, **frames) -> Iterator[tuple[Graph, FramePublisher]]:
+def fed_node(model_dir: Path, node_params: dict,
+             **frames) -> Iterator[tuple[Graph, FramePublisher]]:
     """A node of its own (no synthetic camera) with ``node_params``, and a
     :class:`FramePublisher` of ``frames`` (its n_frames / width / height / seed) matched to
     it; both are closed on exit, also when the publisher could not be made."""
