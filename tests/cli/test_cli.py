@@ -20,7 +20,7 @@ from video3d_ros.model.processor import grounding_prompt, multi_grounding_prompt
 from video3d_ros.model.untrained import write_untrained_tiny
 from video3d_ros.query import QueryTask
 from video3d_ros.recordings import open_recording
-from video3d_ros.scan_session import ScanSession, SessionConfig
+from video3d_ros.scan_session import ScanSession, SessionConfig, build_request
 from video3d_ros.scene_qa import SceneQA, load_engine
 
 from .layouts import write_tum
@@ -203,6 +203,41 @@ def test_proposals_come_from_every_keyframe_not_only_the_models(scannet_dir, tin
     assert result.success, result.message
     assert len(result.keyframe_stamps_s) == 2  # what the model read
     assert seen == [FRAMES]  # what the proposals were built from
+
+
+def test_prepare_does_a_querys_keyframe_and_proposal_work_ahead(scannet_dir, tiny_model_dir,
+                                                                  monkeypatch):
+    """SceneQA.prepare (what the node runs once its keyframes stop changing) encodes the
+    keyframes a query reads, pre-fills their visual prefix, builds and pools the proposals;
+    the query after it does none of that again and answers as without it."""
+    from video3d_ros import scene_qa
+    from video3d_ros.scene_qa import SceneQAConfig, subsample_snapshot
+
+    built = []
+    original = scene_qa.propose_boxes
+    monkeypatch.setattr(scene_qa, "propose_boxes", lambda *a, **k: built.append(1) or original(*a, **k))
+    snap = ScanSession(open_recording(scannet_dir), SessionConfig(frames=FRAMES, pixel_stride=2)).prepare()
+    config = SceneQAConfig(default_max_keyframes=2)
+    qa = SceneQA(load_engine(tiny_model_dir, device="cpu", max_new_tokens=4), config)
+    model = qa.engine.model
+    calls = {"video": 0, "objects": 0}
+    forward, pool = model.forward, model.object_features
+    monkeypatch.setattr(model, "forward", lambda *a, **k: (
+        calls.__setitem__("video", calls["video"] + (k.get("video_tokens") is not None)), forward(*a, **k))[1])
+    monkeypatch.setattr(model, "object_features", lambda *a, **k: (
+        calls.__setitem__("objects", calls["objects"] + 1), pool(*a, **k))[1])
+    qa.prepare(snap)
+    assert built == [1] and calls == {"video": 1, "objects": 1}  # proposals, prefix, pooling
+    assert qa.engine.sync(subsample_snapshot(snap, 2)).added == ()  # the query's keyframes encoded
+    request = build_request(TEXT, QueryTask.GROUND)
+    result = qa.answer(request, snap)
+    assert result.success, result.message
+    assert built == [1] and calls == {"video": 1, "objects": 1}  # none of it done again
+    unprepared = SceneQA(load_engine(tiny_model_dir, device="cpu", max_new_tokens=4), config)
+    expected = unprepared.answer(request, snap)
+    assert [o.score for o in result.objects] == pytest.approx([o.score for o in expected.objects], abs=1e-5)
+    assert [o.box.as_row().tolist() for o in result.objects] == \
+        [o.box.as_row().tolist() for o in expected.objects]
 
 
 def test_question_prints_the_models_answer(layouts_tum, tiny_model_dir, capsys):

@@ -91,6 +91,33 @@ def test_worker_answers_busy_at_once_when_full() -> None:
         worker.close()
 
 
+def test_worker_background_work_runs_only_when_idle_and_makes_no_query_busy() -> None:
+    worker = QueryWorker(max_pending=1)
+    gate = threading.Event()
+    try:
+        background = worker.submit_when_idle(lambda: gate.wait(5))
+        assert background is not None
+        assert worker.submit_when_idle(lambda: None) is None  # not while a job is unfinished
+        time.sleep(0.05)  # the worker is now running the background job
+        # a query is not refused for it: it waits, and the next one is BUSY as before
+        query = worker.submit(lambda: QueryResult(QueryStatus.OK, answer="after"))
+        assert worker.run(lambda: QueryResult(QueryStatus.OK), timeout_s=5).status is QueryStatus.BUSY
+        assert not query.done()
+        gate.set()
+        assert background.result(5) is True and query.result(5).answer == "after"
+        deadline = time.monotonic() + 5
+        while (again := worker.submit_when_idle(lambda: "idle again")) is None:
+            assert time.monotonic() < deadline, "the worker never became idle"
+            time.sleep(0.01)
+        assert again.result(5) == "idle again"
+        # background work queued behind nothing: a query submitted at once still gets its turn
+        worker.submit_when_idle(lambda: time.sleep(0.1))
+        assert worker.run(lambda: QueryResult(QueryStatus.OK, answer="x"), timeout_s=5).answer == "x"
+    finally:
+        gate.set()
+        worker.close()
+
+
 def test_worker_run_async_delivers_exactly_once() -> None:
     """A timed-out query's late answer is not delivered a second time; a query still queued
     when the worker closes is delivered as cancelled (NO_DATA), not left without an answer."""

@@ -93,3 +93,30 @@ def test_deactivating_while_a_query_waits_answers_it_and_draws_nothing(tmp_path)
         graph.wait_active()
         resp = graph.query(task=REQ.TASK_QUESTION, text="how many chairs are there?")
         assert resp.status == R.STATUS_OK, resp.message
+
+
+@pytest.mark.parametrize("prepare_after_s", [0.2, 0.0])
+def test_keyframes_are_prepared_for_the_next_query_once_they_stop_changing(tmp_path, prepare_after_s):
+    """prepare_after_s > 0: once no new keyframe has come for that long, the query worker encodes
+    the keyframes (and builds the proposals) before any query asks; 0: nothing is encoded until
+    a query comes. Either way the query is answered."""
+    params = {"buffer_capacity": 8, "min_new_voxels": 1, "sensor_qos": False,
+              "prepare_after_s": prepare_after_s}
+    with fed_node(write_untrained_tiny(tmp_path), params, n_frames=6, width=96, height=72) as (graph, feeder):
+        feeder.good(6)
+        graph.wait_for(lambda: counters(graph)["frames_ingested"] >= 6, 20.0, "six frames")
+        engine = graph.node.scene_qa.engine
+        if prepare_after_s:
+            graph.wait_for(lambda: counters(graph)["keyframe_sets_prepared"] >= 1, 20.0,
+                           "the keyframes prepared")
+            assert engine.keyframe_ids, "prepared, yet no keyframe encoded"
+            prepared_version = graph.node.buffer.snapshot().version
+        else:
+            time.sleep(1.0)
+            assert counters(graph)["keyframe_sets_prepared"] == 0 and not engine.keyframe_ids
+        resp = graph.query(task=REQ.TASK_GROUND, text="the chair")
+        assert resp.status == R.STATUS_OK, resp.message
+        if prepare_after_s:  # one set of keyframes, prepared once (not again after the query)
+            time.sleep(0.6)
+            assert graph.node.buffer.snapshot().version == prepared_version
+            assert counters(graph)["keyframe_sets_prepared"] == 1

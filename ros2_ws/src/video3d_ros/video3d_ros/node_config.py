@@ -58,6 +58,7 @@ class NodeConfig:
     max_distance_m: float = _p(0.0, "forget keyframes farther than this from the camera (0 = never)")
     max_pending_queries: int = _p(2, "queries waiting for the model; more get BUSY at once")
     query_timeout_s: float = _p(60.0, "a query not answered in this time gets TIMEOUT")
+    prepare_after_s: float = _p(1.0, "once the keyframes have not changed for this long and no query waits, encode them, pre-fill the model's visual prefix and build the proposals on the query worker, so that the next query does not wait for it (0 = off: the first query after a change pays for it)")
     max_text_chars: int = _p(2000, "longer query texts are rejected as INVALID")
     max_results: int = _p(5, "objects returned for single-object grounding, best first")
     query_keyframes: int = _p(TRAINED_FRAMES, "keyframes a query uses when it does not set max_keyframes, spread over the buffer: -1 = as many as the model was trained with (its config.json says; the embedded model 8, released checkpoints 32), 0 = all")
@@ -83,7 +84,7 @@ class NodeConfig:
         if self.query_keyframes < TRAINED_FRAMES:
             raise ValueError(f"parameter query_keyframes must be >= -1 (-1 = the model's training "
                              f"frame count, 0 = all), got {self.query_keyframes}")
-        non_negative = ("min_depth_m", "min_new_voxels", "max_age_s", "max_distance_m",
+        non_negative = ("min_depth_m", "min_new_voxels", "max_age_s", "max_distance_m", "prepare_after_s",
                         "marker_lifetime_s", "coverage_period_s", "diagnostics_period_s")
         for name in non_negative:
             if getattr(self, name) < 0:

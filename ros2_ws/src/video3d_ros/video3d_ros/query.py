@@ -152,6 +152,7 @@ class Busy(RuntimeError):
 @dataclass
 class _Job:
     fn: Callable[[], QueryResult]
+    is_query: bool = True  # counts against max_pending while it waits
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
 
 
@@ -169,16 +170,33 @@ class QueryWorker:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.max_pending = max_pending
-        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=max_pending)
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._waiting = 0  # queries queued, not yet running (at most max_pending)
+        self._unfinished = 0  # jobs of any kind submitted and not yet finished
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, fn: Callable[[], QueryResult]) -> concurrent.futures.Future:
         job = _Job(fn)
-        try:
+        with self._lock:
+            if self._waiting >= self.max_pending:
+                raise Busy(f"{self.max_pending} queries already pending")
+            self._waiting += 1
+            self._unfinished += 1
             self._jobs.put_nowait(job)
-        except queue.Full:
-            raise Busy(f"{self.max_pending} queries already pending") from None
+        return job.future
+
+    def submit_when_idle(self, fn: Callable[[], object]) -> concurrent.futures.Future | None:
+        """Queue background work (the node's preparation of new keyframes) only while no job
+        waits or runs; None otherwise. It never makes a query BUSY — it does not count against
+        ``max_pending`` —; a query submitted meanwhile runs after it."""
+        job = _Job(fn, is_query=False)
+        with self._lock:
+            if self._unfinished:
+                return None
+            self._unfinished += 1
+            self._jobs.put_nowait(job)
         return job.future
 
     def run(self, fn: Callable[[], QueryResult], timeout_s: float) -> QueryResult:
@@ -227,12 +245,19 @@ class QueryWorker:
             job = self._jobs.get()
             if job is None:
                 return
-            if not job.future.set_running_or_notify_cancel():
-                continue
+            if job.is_query:
+                with self._lock:
+                    self._waiting -= 1
             try:
-                job.future.set_result(job.fn())
-            except BaseException as exc:  # delivered to the waiting caller
-                job.future.set_exception(exc)
+                if not job.future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    job.future.set_result(job.fn())
+                except BaseException as exc:  # delivered to the waiting caller
+                    job.future.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._unfinished -= 1
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop after the running query; pending ones are cancelled."""

@@ -177,6 +177,17 @@ class SceneQA:
             boxes = self._proposal_cache[1]
         return boxes, [""] * len(boxes)
 
+    def prepare(self, snapshot: BufferSnapshot) -> None:
+        """Do ahead what every query on ``snapshot`` starts with, so that the next one does
+        not wait for it (the node runs this on its query worker once the keyframes stop
+        changing): encode the keyframes a query reads by default, pre-fill their visual
+        prefix, and for a model that grounds, build the proposals and pool their features."""
+        if not snapshot.keyframes:
+            return
+        self.engine.sync(subsample_snapshot(snapshot, self.default_max_keyframes))
+        grounds = self.engine.model.ground_head is not None
+        self.engine.prepare(self.proposals(snapshot)[0] if grounds else None)
+
     def answer(self, request: QueryRequest, snapshot: BufferSnapshot) -> QueryResult:
         """Run one resolved request (task != AUTO) on a snapshot."""
         start = time.perf_counter()

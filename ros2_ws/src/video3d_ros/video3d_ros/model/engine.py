@@ -286,6 +286,19 @@ class Video3DEngine:
             best_box=None if best is None else proposals[best],
             selected=select_objects(scores, g.multi_object_selection, g.temperature, thr))
 
+    @torch.inference_mode()
+    def prepare(self, proposals: Sequence[Box3D] | None = None) -> None:
+        """Do ahead the part of a query that does not depend on its text, for the synced
+        keyframes: pre-fill their visual prefix (a question-first model has none: its prefix
+        holds the question) and, given ``proposals``, pool their object features. Both stay
+        cached until the keyframes (or the proposals) change, so the next query starts from
+        them."""
+        with self._lock, self._model_errors():
+            if not self.processor.question_first:
+                self._ensure_prefix()
+            if proposals and self.model.ground_head is not None:
+                self._object_features(list(proposals))
+
     # ---- internals ----------------------------------------------------------------------
 
     def _suffix(self, task_text: str) -> list[int]:

@@ -108,6 +108,7 @@ class _Counters:
     bad_messages: int = 0
     last_bad_message: str = ""
     queries: int = 0
+    prepared: int = 0  # keyframe sets prepared ahead of a query (prepare_after_s)
     last_query_latency_s: float = 0.0
     last_query_status: str = ""
 
@@ -180,6 +181,8 @@ class Video3DNode(LifecycleNode):
                                       depth_scale_m=cfg.depth_scale_m, min_depth_m=cfg.min_depth_m,
                                       max_depth_m=cfg.max_depth_m)
         self.worker = QueryWorker(cfg.max_pending_queries)
+        # (buffer version last seen, when it was first seen, version last prepared)
+        self._prepare_state = (-1, 0.0, -1)
         self._pubs = {
             "markers": self.create_publisher(MarkerArray, "~/markers", 10),
             "keyframes": self.create_publisher(MarkerArray, "~/keyframes", 1),
@@ -256,6 +259,9 @@ class Video3DNode(LifecycleNode):
                                                   callback_group=self._timer_group))
         if cfg.diagnostics_period_s > 0:
             self._timers.append(self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics,
+                                                  callback_group=self._timer_group))
+        if cfg.prepare_after_s > 0:
+            self._timers.append(self.create_timer(min(0.25, cfg.prepare_after_s / 2), self._prepare_ahead,
                                                   callback_group=self._timer_group))
         self._active = True
         self.get_logger().info("active: listening to color/image, depth/image")
@@ -574,6 +580,34 @@ class Video3DNode(LifecycleNode):
         self.worker.run_async(fn, self.config.query_timeout_s, deliver)
         return await done
 
+    def _prepare_ahead(self) -> None:
+        """Once the keyframes have not changed for prepare_after_s, hand SceneQA.prepare to the
+        query worker if it is idle (a query arriving meanwhile runs after it and finds the
+        work done when the keyframes are still the same)."""
+        snap, now = self.buffer.snapshot(), time.monotonic()
+        seen, since, prepared = self._prepare_state
+        if snap.version != seen:
+            self._prepare_state = (snap.version, now, prepared)
+            return
+        if snap.version == prepared or not snap.keyframes or now - since < self.config.prepare_after_s:
+            return
+        self._apply_detector_proposals()
+        scene_qa = self.scene_qa
+        future = self.worker.submit_when_idle(lambda: scene_qa.prepare(snap))
+        if future is not None:
+            self._prepare_state = (seen, since, snap.version)
+            future.add_done_callback(self._prepared)
+
+    def _prepared(self, future) -> None:  # on the query worker's thread
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            self.counters.prepared += 1
+        else:  # the next query does the work itself and reports what fails
+            self.get_logger().warning(f"preparing the keyframes ahead failed: "
+                                      f"{type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+
     def _apply_detector_proposals(self) -> None:
         det = self._detector
         fresh = det is not None and time.monotonic() - det[0] <= self.config.proposals_timeout_s
@@ -634,6 +668,7 @@ class Video3DNode(LifecycleNode):
             "bad_messages": self.counters.bad_messages,
             "last_bad_message": self.counters.last_bad_message,
             "queries": self.counters.queries,
+            "keyframe_sets_prepared": self.counters.prepared,
             "last_query_latency_s": f"{self.counters.last_query_latency_s:.3f}",
             "last_query_status": self.counters.last_query_status,
         }

@@ -1,0 +1,94 @@
+"""The node's first query after its keyframes change, with and without preparing them ahead.
+
+    python benchmarks/bench_prepare.py                      # embedded model, 3 rooms, CPU
+    python benchmarks/bench_prepare.py --rooms 5 --keyframes 32 --width 320 --height 240
+
+What the node's query worker does (``SceneQA``), side by side in one process, on the
+keyframes of generated room scans (max coverage): for each room and each query kind, one
+fresh engine answers the query cold (the keyframes encoded, the visual prefix pre-filled and,
+for grounding, the proposals built and pooled inside the call — what a query pays when it
+comes right after the keyframes changed, or with ``prepare_after_s: 0``), and another first
+runs ``SceneQA.prepare`` (what the node does on its own once the keyframes stop changing for
+``prepare_after_s``) and then answers the same query. Prints the medians of the answer
+calls, the cold / prepared ratio, the time of the preparation itself, and a warm query
+(everything cached, another text) for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from video3d_ros.model.untrained import write_untrained_tiny
+from video3d_ros.query import QueryTask
+from video3d_ros.recordings import open_recording
+from video3d_ros.scan_session import ScanSession, SessionConfig, build_request
+from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR, SceneQA, SceneQAConfig, load_engine
+from video3d_ros.scenes import RenderConfig, TrajectoryConfig, generate_scene
+from video3d_ros.scenes.writer import WriteConfig, write_scene
+
+QUERIES = {QueryTask.QUESTION: ("How many chairs are there?", "What colour is the sofa?"),
+           QueryTask.GROUND: ("the chair next to the desk", "the white cabinet")}
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=None, help="checkpoint dir (default: embedded)")
+    ap.add_argument("--rooms", type=int, default=3)
+    ap.add_argument("--scan-frames", type=int, default=300)
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--height", type=int, default=240)
+    ap.add_argument("--keyframes", type=int, default=32, help="keyframes in the snapshot")
+    ap.add_argument("--query-keyframes", type=int, default=-1,
+                    help="keyframes the model reads (-1: its trained count, as the node)")
+    ap.add_argument("--seed", type=int, default=100)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = args.model or (EMBEDDED_MODEL_DIR if (EMBEDDED_MODEL_DIR / "config.json").is_file()
+                               else write_untrained_tiny(tmp / "tiny"))
+        print(f"model: {model}; torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+        config = SceneQAConfig(default_max_keyframes=args.query_keyframes)
+        times: dict[str, list[float]] = {}
+        for r in range(args.rooms):
+            scene = generate_scene(seed=args.seed + r, scene_id=f"scene{r:04d}_00")
+            files = write_scene(scene, tmp / f"scan{r}", render_config=RenderConfig(
+                width=args.width, height=args.height), trajectory_config=TrajectoryConfig(
+                n_frames=args.scan_frames), write_config=WriteConfig(frame_stride=1,
+                                                                     write_instance_masks=False))
+            snap = ScanSession(open_recording(files.posed_dir),
+                               SessionConfig(frames=args.keyframes)).prepare()
+            for task, (text, other) in QUERIES.items():
+                request, warm = build_request(text, task), build_request(other, task)
+                cold = SceneQA(load_engine(model, device="cpu"), config)
+                times.setdefault(f"{task.name.lower()} cold", []).append(
+                    timed(lambda: cold.answer(request, snap)))
+                ready = SceneQA(load_engine(model, device="cpu"), config)
+                times.setdefault(f"{task.name.lower()} prepare", []).append(timed(lambda: ready.prepare(snap)))
+                times.setdefault(f"{task.name.lower()} prepared", []).append(
+                    timed(lambda: ready.answer(request, snap)))
+                times.setdefault(f"{task.name.lower()} warm", []).append(timed(lambda: ready.answer(warm, snap)))
+            print(f"room {r}: {len(snap.keyframes)} keyframes, " + ", ".join(
+                f"{k} {v[-1] * 1e3:.1f} ms" for k, v in times.items()))
+        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        print(f"\nmedians over {args.rooms} rooms ({args.width}x{args.height}, {args.keyframes} keyframes):")
+        for task in QUERIES:
+            t = task.name.lower()
+            print(f"  {t:8s} cold {med[f'{t} cold']:8.1f} ms | prepare {med[f'{t} prepare']:8.1f} ms, "
+                  f"then {med[f'{t} prepared']:7.1f} ms | warm {med[f'{t} warm']:6.1f} ms | "
+                  f"cold / prepared {med[f'{t} cold'] / med[f'{t} prepared']:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
