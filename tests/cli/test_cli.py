@@ -220,12 +220,19 @@ def test_prepare_does_a_querys_keyframe_and_proposal_work_ahead(scannet_dir, tin
     config = SceneQAConfig(default_max_keyframes=2)
     qa = SceneQA(load_engine(tiny_model_dir, device="cpu", max_new_tokens=4), config)
     model = qa.engine.model
-    calls = {"video": 0, "objects": 0}
+    calls = {"video": 0, "objects": 0}  # decoder calls that read video tokens; poolings
     forward, pool = model.forward, model.object_features
-    monkeypatch.setattr(model, "forward", lambda *a, **k: (
-        calls.__setitem__("video", calls["video"] + (k.get("video_tokens") is not None)), forward(*a, **k))[1])
-    monkeypatch.setattr(model, "object_features", lambda *a, **k: (
-        calls.__setitem__("objects", calls["objects"] + 1), pool(*a, **k))[1])
+
+    def counted_forward(*a, **k):
+        calls["video"] += k.get("video_tokens") is not None
+        return forward(*a, **k)
+
+    def counted_pool(*a, **k):
+        calls["objects"] += 1
+        return pool(*a, **k)
+
+    monkeypatch.setattr(model, "forward", counted_forward)
+    monkeypatch.setattr(model, "object_features", counted_pool)
     qa.prepare(snap)
     assert built == [1] and calls == {"video": 1, "objects": 1}  # proposals, prefix, pooling
     assert qa.engine.sync(subsample_snapshot(snap, 2)).added == ()  # the query's keyframes encoded

@@ -61,10 +61,31 @@ def test_question_first_engine_runs_the_training_layout(tiny_config, tokenizer, 
         assert torch.allclose(logits, full, atol=1e-4, rtol=0), (logits - full).abs().max()
         assert not torch.allclose(logits, engine.next_token_logits(text), atol=1e-3)
     assert qf._prefix is None
+    qf.prepare()  # its prefix holds the question: nothing to pre-fill ahead of one
+    assert qf._prefix is None
     assert qf.ask(QUESTIONS[2]).token_ids == qf.ask(QUESTIONS[2], use_cache=False).token_ids
     box = Box3D(center_m=np.array([1.0, 1.0, 1.0]), size_m=np.array([0.5, 0.5, 0.5]))
     assert isinstance(qf.caption(box).text, str)
     assert qf.ground("the chair", [box, box]).scores.shape == (2,)
+
+
+def test_prepare_fills_the_caches_a_query_then_uses(engine, frames):
+    """prepare(): the visual prefix and the proposals' pooled features are computed ahead;
+    the answers after it equal those of an engine that did not prepare."""
+    boxes = [Box3D(np.array([0.5, 0.5, 1.3]), np.array([0.6, 0.6, 1.0])),
+             Box3D(np.array([1.5, 1.5, 1.3]), np.array([0.8, 0.8, 1.0]))]
+    _fill(engine, frames[:3])
+    expected = (engine.next_token_logits(qa_prompt(QUESTIONS[0])),
+                engine.ground("the lamp", boxes).scores)
+    engine._prefix = engine._objects = None  # as after a keyframe change
+    engine.prepare(boxes)
+    prefix, objects = engine._prefix, engine._objects
+    assert prefix is not None and objects is not None
+    logits = engine.next_token_logits(qa_prompt(QUESTIONS[0]))
+    scores = engine.ground("the lamp", boxes).scores
+    assert engine._prefix is prefix and engine._objects is objects  # used, not rebuilt
+    assert torch.allclose(logits, expected[0], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(scores, expected[1], atol=1e-6)
 
 
 def test_cached_logits_follow_keyframe_changes(engine, frames):
