@@ -189,8 +189,8 @@ class QueryWorker:
 
     def submit_when_idle(self, fn: Callable[[], object]) -> concurrent.futures.Future | None:
         """Queue background work (the node's preparation of new keyframes) only while no job
-        waits or runs; None otherwise. It never makes a query BUSY — it does not count against
-        ``max_pending`` —; a query submitted meanwhile runs after it."""
+        waits or runs; None otherwise. It never makes a query BUSY (it does not count against
+        ``max_pending``); a query submitted meanwhile runs after it."""
         job = _Job(fn, is_query=False)
         with self._lock:
             if self._unfinished:
