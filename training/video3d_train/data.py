@@ -225,8 +225,8 @@ def single_turns(samples: Sequence[Sample]) -> list[Sample]:
     out = []
     for s in samples:
         out.append(replace(s, follow_ups=[]) if s.follow_ups else s)
+        kind = scanqa_question_kind if s.task is Task.SCANQA else sqa3d_question_type
         for k, (question, answer) in enumerate(s.follow_ups, 1):
-            kind = scanqa_question_kind if s.task is Task.SCANQA else sqa3d_question_type
             out.append(replace(s, sample_id=f"{s.sample_id}#{k}", prompt=question, answer=answer,
                                question_type=kind(question), object_ids=None, references=[answer],
                                follow_ups=[]))
