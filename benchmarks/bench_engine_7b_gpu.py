@@ -69,7 +69,7 @@ def attention_figures(engine: Video3DEngine, processor: Video3DProcessor, prompt
             for _ in range(args.repeats)]
     # decode: single-token steps on top of the cached prefix + question
     ids = processor.suffix_ids(prompt)[0]
-    with torch.inference_mode(), engine._session(True) as run:  # noqa: SLF001 (benchmark)
+    with torch.inference_mode(), engine._session(True, prompt, engine._ordered()) as run:  # noqa: SLF001
         run(ids, None)
         dec = [timed(lambda: run([ids[-1]], None), dev)[1] for _ in range(args.decode_tokens)]
     med = statistics.median

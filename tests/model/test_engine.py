@@ -36,8 +36,7 @@ def test_cached_and_uncached_logits_match(engine, frames):
         uncached = engine.next_token_logits(qa_prompt(q), use_cache=False)
         assert torch.allclose(cached, uncached, atol=1e-4, rtol=0), (cached - uncached).abs().max()
     # the prefix is reused, not recomputed, and stays at its own length
-    prefix = engine._prefix
-    assert prefix is not None
+    (prefix,) = engine._prefixes.values()
     assert prefix.cache.get_seq_length() == prefix.length
 
 
@@ -60,9 +59,9 @@ def test_question_first_engine_runs_the_training_layout(tiny_config, tokenizer, 
                          video_tokens=qf._video_tokens(qf._ordered())).logits[0, -1]
         assert torch.allclose(logits, full, atol=1e-4, rtol=0), (logits - full).abs().max()
         assert not torch.allclose(logits, engine.next_token_logits(text), atol=1e-3)
-    assert qf._prefix is None
+    assert not qf._prefixes
     qf.prepare()  # its prefix holds the question: nothing to pre-fill ahead of one
-    assert qf._prefix is None
+    assert not qf._prefixes
     assert qf.ask(QUESTIONS[2]).token_ids == qf.ask(QUESTIONS[2], use_cache=False).token_ids
     box = Box3D(center_m=np.array([1.0, 1.0, 1.0]), size_m=np.array([0.5, 0.5, 0.5]))
     assert isinstance(qf.caption(box).text, str)
@@ -77,13 +76,13 @@ def test_prepare_fills_the_caches_a_query_then_uses(engine, frames):
     _fill(engine, frames[:3])
     expected = (engine.next_token_logits(qa_prompt(QUESTIONS[0])),
                 engine.ground("the lamp", boxes).scores)
-    engine._prefix = engine._objects = None  # as after a keyframe change
+    engine._prefixes, engine._objects = {}, None  # as after a keyframe change
     engine.prepare(boxes)
-    prefix, objects = engine._prefix, engine._objects
-    assert prefix is not None and objects is not None
+    (prefix,), objects = engine._prefixes.values(), engine._objects
+    assert objects is not None
     logits = engine.next_token_logits(qa_prompt(QUESTIONS[0]))
     scores = engine.ground("the lamp", boxes).scores
-    assert engine._prefix is prefix and engine._objects is objects  # used, not rebuilt
+    assert list(engine._prefixes.values()) == [prefix] and engine._objects is objects  # used, not rebuilt
     assert torch.allclose(logits, expected[0], atol=1e-5, rtol=0)
     np.testing.assert_allclose(scores, expected[1], atol=1e-6)
 
@@ -365,3 +364,86 @@ def test_decoder_calls_run_without_cudnn_attention(engine, frames):
         assert seen and all(seen)
     finally:
         hook.remove()
+
+
+def _engine_of(engine, frames, keep):
+    """Another engine on the same model holding only the keyframes ``keep`` (same stamps)."""
+    other = Video3DEngine(engine.model, engine.processor, max_new_tokens=engine.max_new_tokens)
+    for i in keep:
+        other.add_keyframe(i, *frames[i], stamp_s=float(i))
+    return other
+
+
+def test_groups_average_the_log_probabilities_of_interleaved_keyframe_groups(engine, frames):
+    """groups=2 over keyframes 0-3: the mean of the log-probabilities of one engine reading
+    keyframes 0, 2 and one reading 1, 3 — cached or not; generation follows those scores."""
+    _fill(engine, frames[:4])
+    text = qa_prompt(QUESTIONS[0])
+    parts = [_engine_of(engine, frames, keep) for keep in ((0, 2), (1, 3))]
+    expected = torch.stack([torch.log_softmax(p.next_token_logits(text), -1) for p in parts]).mean(0)
+    for use_cache in (True, False):
+        got = engine.next_token_logits(text, use_cache=use_cache, groups=2)
+        assert torch.allclose(got, expected, atol=1e-4, rtol=0), (got - expected).abs().max()
+    assert sorted(len(k) for k in engine._prefixes) == [2, 2]  # one cached prefix per group
+    assert not torch.allclose(engine.next_token_logits(text, groups=1).log_softmax(-1), expected, atol=1e-3)
+    a = engine.ask(QUESTIONS[1], max_new_tokens=6, groups=2)
+    b = engine.ask(QUESTIONS[1], max_new_tokens=6, groups=2, use_cache=False)
+    assert a.token_ids == b.token_ids and len(a.token_ids) <= 6
+    # greedy over the combined scores, token by token
+    ids, want = engine.processor.token_ids, []
+    for _ in range(len(a.token_ids)):
+        prompt = qa_prompt(QUESTIONS[1])
+        scores = torch.stack([torch.log_softmax(_continued(p, prompt, want), -1) for p in parts]).mean(0)
+        scores[ids.video] = float("-inf")
+        want.append(int(torch.argmax(scores)))
+    assert a.token_ids == want
+
+
+def _continued(engine, prompt, tokens):
+    """Next-token logits after ``prompt`` and the answer tokens so far (uncached path)."""
+    with torch.inference_mode(), engine._session(False, prompt, engine._ordered()) as run:
+        out = run(engine._suffix(prompt), None)
+        for t in tokens:
+            out = run([t], None)
+        return out.logits[0, -1].float()
+
+
+def test_grounding_in_groups_averages_the_groups_scores(engine, frames):
+    """The groups' scores, each from its own ``<ground>`` state against object features
+    pooled from all keyframes, are averaged; prepare() fills one prefix per group."""
+    _fill(engine, frames[:4])
+    boxes = [Box3D(np.array([0.5, 0.5, 1.3]), np.array([0.6, 0.6, 1.0])),
+             Box3D(np.array([1.5, 1.5, 1.3]), np.array([0.8, 0.8, 1.0]))]
+    engine.prepare(boxes, groups=2)
+    prefixes = dict(engine._prefixes)
+    assert len(prefixes) == 2 and sorted(len(k) for k in prefixes) == [2, 2]
+    res = engine.ground("the lamp", boxes, groups=2)
+    assert engine._prefixes == prefixes  # the prepared prefixes were used
+    objects = engine._object_features(boxes)  # from all four keyframes
+    text = grounding_prompt("the lamp")
+    expected = []
+    for keep in ((0, 2), (1, 3)):
+        part = _engine_of(engine, frames, keep)
+        with torch.inference_mode(), part._session(True, text, part._ordered()) as run:
+            hidden = run(part._suffix(text) + [engine.processor.token_ids.ground], None).last_hidden_state[0, -1]
+            expected.append(engine.model.ground_scores(hidden, objects))
+    expected = torch.stack(expected).mean(0).numpy()
+    np.testing.assert_allclose(res.scores, expected[:2], atol=1e-5)
+    assert res.no_target_score == pytest.approx(float(expected[2]), abs=1e-5)
+    assert not np.allclose(res.scores, engine.ground("the lamp", boxes).scores, atol=1e-4)
+
+
+def test_groups_follow_the_keyframes(engine, frames):
+    """More groups than keyframes reads each keyframe alone; a removed keyframe's prefixes
+    are dropped; groups < 1 is refused."""
+    _fill(engine, frames[:3])
+    text = qa_prompt(QUESTIONS[0])
+    np.testing.assert_allclose(engine.next_token_logits(text, groups=5),
+                               engine.next_token_logits(text, groups=3), atol=1e-6)
+    assert len(engine._prefixes) == 3
+    engine.remove_keyframe(1)
+    engine.next_token_logits(text, groups=2)
+    live = {f.order[1] for f in engine._frames.values()}
+    assert len(engine._prefixes) == 2 and all(set(k) <= live for k in engine._prefixes)
+    with pytest.raises(ValueError, match="groups must be >= 1, got 0"):
+        engine.ask(QUESTIONS[0], groups=0)

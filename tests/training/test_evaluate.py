@@ -130,3 +130,43 @@ def test_grounding_scores_are_the_nodes(generated_root):
                 assert g.selected == rec["selected"], s.sample_id  # the model's own decoding
                 other = ev.engine.ground(description, boxes)
                 assert np.abs(other.scores - g.scores).max() > 1e-3, s.sample_id
+
+
+def test_keyframe_groups_are_the_engines(generated_root, tmp_path):
+    """``--keyframe-groups 2``: grounding records hold the engine's grouped scores and
+    selection (not the one-pass scores over the same frames), and text answers the engine's
+    grouped decoding; more groups than frames is refused."""
+    import numpy as np
+    import pytest
+
+    from video3d_ros.geometry import Box3D
+    from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+    from video3d_train.data import read_processed, read_scene_boxes
+    from video3d_train.evaluate import Evaluator
+
+    ev = Evaluator(EMBEDDED_MODEL_DIR, generated_root, num_frames=4, device="cpu", groups=2)
+    samples, _ = read_processed(generated_root / "processed/multi3drefer_val_llava_style.json")
+    samples = samples[:6]
+    for s, rec in zip(samples, ev.grounding(samples)):
+        ev._load_scene(s.scene_id)
+        assert len(ev.engine.keyframe_ids) == 4
+        boxes = [Box3D(b[:3], b[3:]) for b in read_scene_boxes(generated_root, s.scene_id).boxes]
+        description = s.prompt.split("\n")[1]
+        g = ev.engine.ground(description, boxes, multiple=True, groups=2)
+        np.testing.assert_allclose(np.append(g.scores, g.no_target_score), rec["proposal_scores"],
+                                   atol=1e-5, err_msg=s.sample_id)
+        assert g.selected == rec["selected"], s.sample_id
+        one_pass = ev.engine.ground(description, boxes, multiple=True)
+        assert np.abs(one_pass.scores - g.scores).max() > 1e-3, s.sample_id
+    res = evaluate(EMBEDDED_MODEL_DIR, generated_root, ["processed/scanqa_val_llava_style.json"],
+                   tmp_path / "g2", num_frames=4, limit=3, device="cpu", progress=False,
+                   meteor=False, groups=2)
+    assert "scanqa" in res
+    qa, _ = read_processed(generated_root / "processed/scanqa_val_llava_style.json")
+    by_id = {s.sample_id: s for s in qa}
+    for rec in read_jsonl(tmp_path / "g2" / "scanqa.jsonl"):
+        s = by_id[rec["id"]]
+        ev._load_scene(s.scene_id)
+        assert rec["prediction"] == ev.engine.generate(s.prompt, groups=2).text, s.sample_id
+    with pytest.raises(ValueError, match="3 keyframe groups need at least as many frames, got 2"):
+        Evaluator(EMBEDDED_MODEL_DIR, generated_root, num_frames=2, device="cpu", groups=3)

@@ -114,7 +114,15 @@ class Evaluator:
                  proposals: dict[str, np.ndarray] | None = None, device: str | None = None,
                  batch_size: int = 8, max_new_tokens: int = 48, blind: bool = False,
                  sampling: SamplingStrategy = SamplingStrategy.UNIFORM,
-                 selection_file: str | Path | None = None):
+                 selection_file: str | Path | None = None, groups: int = 1):
+        """``groups`` > 1: the engine reads a scene's ``num_frames`` frames as that many
+        interleaved groups (``Video3DEngine``'s module docstring), for every task."""
+        if groups < 1:
+            raise ValueError(f"groups must be >= 1, got {groups}")
+        if groups > num_frames:
+            raise ValueError(f"{groups} keyframe groups need at least as many frames, got {num_frames}")
+        self.groups = groups
+        self._engine_scene: str | None = None  # the scene whose frames the engine holds
         loaded = load_pretrained(checkpoint, detect_runtime(device))
         self.model, self.tok, self.processor = loaded.model, loaded.tokenizer, loaded.processor
         if blind:
@@ -136,6 +144,8 @@ class Evaluator:
 
     @torch.inference_mode()
     def grounding(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        if self.groups > 1:
+            return self._grounding_in_groups(samples)
         out = []
         for i in range(0, len(samples), self.batch_size):
             chunk = samples[i:i + self.batch_size]
@@ -156,7 +166,29 @@ class Evaluator:
                 out.append(rec)
         return out
 
+    def _grounding_in_groups(self, samples: list[Sample]) -> list[dict[str, Any]]:
+        """Grounding through the engine, scene by scene (the batched path reads every
+        frame as one sequence)."""
+        out = []
+        for s in samples:
+            if s.scene_id != self._engine_scene:
+                self._load_scene(s.scene_id)
+            boxes = self.candidates(s.scene_id)
+            res = self.engine.ground_prompt(s.prompt, [Box3D(b[:3], b[3:]) for b in boxes],
+                                            groups=self.groups)
+            scores = np.append(res.scores, res.no_target_score)
+            rec = {"id": s.sample_id, "task": s.task.value, "scene_id": s.scene_id,
+                   "question_type": s.question_type, "prediction": None,
+                   "ground_truth": None, "gt_boxes": _rows(s.target_boxes),
+                   "proposal_boxes": _rows(boxes),
+                   "proposal_scores": [round(float(v), 6) for v in scores]}
+            if s.task is Task.MULTI3DREFER:
+                rec["selected"] = res.selected
+            out.append(rec)
+        return out
+
     def _load_scene(self, scene_id: str) -> None:
+        self._engine_scene = scene_id
         for k in self.engine.keyframe_ids:
             self.engine.remove_keyframe(k)
         for i, (rgb, xyz, valid) in enumerate(self.store.raw_frames(scene_id)):
@@ -189,7 +221,8 @@ class Evaluator:
                         out.append(rec)
                         continue
                 coord = None if box is None else Box3D(box[:3], box[3:])
-                rec["prediction"] = self.engine.generate(s.prompt, coord_box=coord).text
+                rec["prediction"] = self.engine.generate(s.prompt, coord_box=coord,
+                                                         groups=self.groups).text
                 out.append(rec)
             # scenes are evaluated one after another: drop the decoded frames
             self.store._cache.clear() if self.store._cache is not None else None
@@ -201,24 +234,26 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, files: list[str], ou
              limit: int | None = None, device: str | None = None,
              progress: bool = True, meteor: bool = True,
              blind: bool = False, sampling: SamplingStrategy = SamplingStrategy.UNIFORM,
-             selection_file: str | Path | None = None) -> dict[str, dict[str, float]]:
+             selection_file: str | Path | None = None,
+             groups: int = 1) -> dict[str, dict[str, float]]:
     """Write results JSONL per task (sharded over torchrun ranks) and return the metrics.
 
-    ``num_frames`` None: as many as the checkpoint was trained with (its config.json).
+    ``num_frames`` None: as many as the checkpoint was trained with (its config.json), times
+    ``groups`` (> 1: read in that many interleaved groups; ``Evaluator``).
     ``blind``: the LLM gets zeros for every video token — a diagnostic: how much of a
     score the model gets without looking at the scene (text prior only).
     """
     from accelerate import PartialState
 
     if num_frames is None:
-        num_frames = trained_frames_of(checkpoint)
-    log.info("%d frames per scene, %s", num_frames, sampling.value)
+        num_frames = trained_frames_of(checkpoint) * groups
+    log.info("%d frames per scene, %s, %d group(s)", num_frames, sampling.value, groups)
 
     state = PartialState(cpu=device == "cpu")
     out = Path(out_dir)
     props = read_proposals(proposals_file) if proposals_file else None
     ev = Evaluator(checkpoint, data_root, num_frames, props, device, blind=blind,
-                   sampling=sampling, selection_file=selection_file)
+                   sampling=sampling, selection_file=selection_file, groups=groups)
     for f in files:
         samples, _ = read_processed(Path(data_root) / f)
         refuse_multi_turn(samples)
@@ -303,7 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--files", nargs="+", default=[], help="processed JSON files under data root")
     p.add_argument("--out", type=Path)
     p.add_argument("--num-frames", type=int, default=None,
-                   help="frames per scene (default: as many as the checkpoint was trained with)")
+                   help="frames per scene (default: as many as the checkpoint was trained with, "
+                        "times --keyframe-groups)")
+    p.add_argument("--keyframe-groups", type=int, default=1,
+                   help="read the frames as this many interleaved groups, each its own sequence, "
+                        "and average their next-token log-probabilities / grounding scores "
+                        "(1: one pass, the paper's)")
     add_sampling_arguments(p)
     p.add_argument("--proposals", type=Path, default=None, help="scene → boxes JSON")
     p.add_argument("--limit", type=int, default=None, help="at most N questions per task")
@@ -336,7 +376,7 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         res = evaluate(args.checkpoint, args.data_root, args.files, args.out, args.num_frames,
                        args.proposals, args.limit, args.device, meteor=not args.no_meteor,
                        blind=args.blind, sampling=sampling,
-                       selection_file=args.selection_file)
+                       selection_file=args.selection_file, groups=args.keyframe_groups)
     else:
         res = metrics_from_dir(args.out, meteor=not args.no_meteor)
     for task, m in res.items():

@@ -8,6 +8,14 @@ language model. While the keyframe set is unchanged, the KV cache of the visual
 prefix (system prompt + video tokens) is kept and every query only pre-fills
 its own suffix; after the query the cache is cropped back to the prefix.
 
+Keyframe groups: a model reads as many frames as it was trained with (the embedded model 8);
+given more, ``groups=G`` reads the cached keyframes as G interleaved groups (keyframes 0, G,
+2G, … ; 1, G+1, … ; …), each its own sequence with its own cached prefix, and combines them —
+text: the mean of the groups' next-token log-probabilities, step by step; grounding: the mean
+of the groups' scores, against object features pooled from every keyframe. ``groups=1`` is
+the paper's single pass. (Ours, not the paper's; BENCHMARKS.md, "Reading the whole buffer in
+groups".)
+
 Keyframes are ordered by ``stamp_s`` (then insertion). :meth:`sync` makes the
 cached set equal to a keyframe-buffer snapshot (anything with ``keyframes``,
 each having ``frame_id``, ``stamp_s``, ``rgb``, ``xyz_m``, ``valid``).
@@ -136,7 +144,7 @@ class Video3DEngine:
                                        is not None else (g.multi_object_threshold if g else 0.4))
         self._frames: dict[int, _Keyframe] = {}
         self._counter = itertools.count()
-        self._prefix: _Prefix | None = None
+        self._prefixes: dict[tuple[int, ...], _Prefix] = {}  # per keyframe group (_frames_key)
         self._objects: tuple[tuple, torch.Tensor] | None = None  # (keyframes + boxes key, (N, D))
         self._cells: tuple[tuple[int, ...], CellIndex] | None = None  # per keyframe set
         self._lock = threading.RLock()
@@ -207,55 +215,58 @@ class Video3DEngine:
     # ---- queries ------------------------------------------------------------------------
 
     def ask(self, question: str, max_new_tokens: int | None = None,
-            use_cache: bool = True) -> Answer:
+            use_cache: bool = True, groups: int = 1) -> Answer:
         """Answer a question about the scene (greedy decoding, stops at EOS)."""
         return self.generate(qa_prompt(question), max_new_tokens=max_new_tokens,
-                             use_cache=use_cache)
+                             use_cache=use_cache, groups=groups)
 
     def ask_situated(self, situation: str, question: str,
-                     max_new_tokens: int | None = None) -> Answer:
+                     max_new_tokens: int | None = None, groups: int = 1) -> Answer:
         """SQA3D-style: a situation description, then the question."""
-        return self.generate(sqa_prompt(situation, question), max_new_tokens=max_new_tokens)
+        return self.generate(sqa_prompt(situation, question), max_new_tokens=max_new_tokens,
+                             groups=groups)
 
     def caption(self, box: Box3D, max_new_tokens: int | None = None,
-                use_cache: bool = True) -> Answer:
+                use_cache: bool = True, groups: int = 1) -> Answer:
         """Describe the object in ``box`` (its centre's encoding goes into ``<coord>``)."""
         return self.generate(caption_prompt(), coord_box=box, max_new_tokens=max_new_tokens,
-                             use_cache=use_cache)
+                             use_cache=use_cache, groups=groups)
 
     @torch.inference_mode()
     def generate(self, task_text: str, coord_box: Box3D | None = None,
-                 max_new_tokens: int | None = None, use_cache: bool = True) -> Answer:
-        """Greedy decoding of the answer to ``task_text``."""
+                 max_new_tokens: int | None = None, use_cache: bool = True,
+                 groups: int = 1) -> Answer:
+        """Greedy decoding of the answer to ``task_text`` (``groups``: module docstring)."""
         limit = max_new_tokens or self.max_new_tokens
         ids = self.processor.token_ids
         suffix = self._suffix(task_text)
         coord = self._coord_embeds(coord_box)
-        with self._lock, self._model_errors(), self._session(use_cache, task_text) as run:
-            out = run(suffix, coord)
+        with self._lock, self._model_errors(), self._grouped(use_cache, task_text, groups) as run:
+            scores = run(suffix, coord)
             tokens: list[int] = []
             for _ in range(limit):
-                logits = out.logits[0, -1].float()
-                logits[ids.video] = float("-inf")  # a placeholder is never a valid output
-                nxt = int(torch.argmax(logits))
+                scores[ids.video] = float("-inf")  # a placeholder is never a valid output
+                nxt = int(torch.argmax(scores))
                 if nxt in ids.eos:
                     break
                 tokens.append(nxt)
-                out = run([nxt], None)
+                scores = run([nxt], None)
         return Answer(text=self.processor.decode(tokens), token_ids=tokens)
 
     @torch.inference_mode()
     def next_token_logits(self, task_text: str, use_cache: bool = True,
-                          coord_box: Box3D | None = None) -> torch.Tensor:
-        """(V,) fp32 logits after the prompt of ``task_text`` (for checks and benchmarks)."""
+                          coord_box: Box3D | None = None, groups: int = 1) -> torch.Tensor:
+        """(V,) fp32 scores greedy decoding takes the first token's argmax of, after the
+        prompt of ``task_text``: the logits, or for ``groups`` > 1 the groups' mean
+        log-probabilities (for checks and benchmarks)."""
         suffix, coord = self._suffix(task_text), self._coord_embeds(coord_box)
-        with self._lock, self._model_errors(), self._session(use_cache, task_text) as run:
-            return run(suffix, coord).logits[0, -1].float().cpu()
+        with self._lock, self._model_errors(), self._grouped(use_cache, task_text, groups) as run:
+            return run(suffix, coord).cpu()
 
     @torch.inference_mode()
     def ground(self, description: str, proposals: Sequence[Box3D],
                threshold: float | None = None, use_cache: bool = True,
-               multiple: bool = False) -> GroundingResult:
+               multiple: bool = False, groups: int = 1) -> GroundingResult:
         """Score proposals against a referring expression.
 
         Returns per-proposal scores, the best proposal, and the multi-object
@@ -265,19 +276,30 @@ class Video3DEngine:
         :func:`multi_grounding_prompt`) instead of ScanRefer (one referent). Read
         ``selected`` then; a model's selection is only as good as the prompt it was
         trained with (BENCHMARKS.md, "The node's multi-object grounding").
+        ``groups``: the module docstring; the scores are the groups' mean cosines.
         """
+        task_text = (multi_grounding_prompt if multiple else grounding_prompt)(description)
+        return self.ground_prompt(task_text, proposals, threshold, use_cache, groups)
+
+    @torch.inference_mode()
+    def ground_prompt(self, task_text: str, proposals: Sequence[Box3D],
+                      threshold: float | None = None, use_cache: bool = True,
+                      groups: int = 1) -> GroundingResult:
+        """:meth:`ground` for a whole grounding task text (an evaluation file's prompt)."""
         if self.model.ground_head is None:
             raise ValueError("this model has no grounding head")
         if threshold is not None:
             self.config.grounding.check_threshold(threshold)
         thr = self.multi_object_threshold if threshold is None else threshold
-        task_text = (multi_grounding_prompt if multiple else grounding_prompt)(description)
         suffix = self._suffix(task_text) + [self.processor.token_ids.ground]
         with self._lock, self._model_errors():
-            objects = self._object_features(list(proposals))
-            with self._session(use_cache, task_text) as run:
-                hidden = run(suffix, None).last_hidden_state[0, -1]  # (D,)
-            scores = self.model.ground_scores(hidden, objects).float().cpu()  # (N+1,)
+            objects = self._object_features(list(proposals))  # pooled from every keyframe
+            per_group = []
+            for frames in self._groups(groups):
+                with self._session(use_cache, task_text, frames) as run:
+                    hidden = run(suffix, None).last_hidden_state[0, -1]  # (D,)
+                per_group.append(self.model.ground_scores(hidden, objects).float())
+            scores = torch.stack(per_group).mean(0).cpu()  # (N+1,)
         n = len(proposals)
         best = int(torch.argmax(scores[:n])) if n else None
         g = self.config.grounding
@@ -287,15 +309,16 @@ class Video3DEngine:
             selected=select_objects(scores, g.multi_object_selection, g.temperature, thr))
 
     @torch.inference_mode()
-    def prepare(self, proposals: Sequence[Box3D] | None = None) -> None:
+    def prepare(self, proposals: Sequence[Box3D] | None = None, groups: int = 1) -> None:
         """Do ahead the part of a query that does not depend on its text, for the synced
-        keyframes: pre-fill their visual prefix (a question-first model has none: its prefix
-        holds the question) and, given ``proposals``, pool their object features. Both stay
-        cached until the keyframes (or the proposals) change, so the next query starts from
-        them."""
+        keyframes: pre-fill their visual prefix, one per group (a question-first model has
+        none: its prefix holds the question) and, given ``proposals``, pool their object
+        features. Both stay cached until the keyframes (or the proposals) change, so the
+        next query (with the same ``groups``) starts from them."""
         with self._lock, self._model_errors():
             if not self.processor.question_first:
-                self._ensure_prefix()
+                for frames in self._groups(groups):
+                    self._ensure_prefix(frames)
             if proposals and self.model.ground_head is not None:
                 self._object_features(list(proposals))
 
@@ -331,17 +354,28 @@ class Video3DEngine:
     def _ids_tensor(self, ids: list[int]) -> torch.Tensor:
         return torch.tensor([ids], dtype=torch.long, device=self.model.device)
 
-    def _ensure_prefix(self) -> _Prefix:
+    def _groups(self, groups: int) -> list[list[tuple[int, _Keyframe]]]:
+        """The cached keyframes as ``groups`` interleaved groups in video order (fewer when
+        there are fewer keyframes; one empty group when there are none)."""
+        if groups < 1:
+            raise ValueError(f"groups must be >= 1, got {groups}")
         frames = self._ordered()
+        n = max(1, min(groups, len(frames)))
+        return [frames[i::n] for i in range(n)]
+
+    def _ensure_prefix(self, frames: list[tuple[int, _Keyframe]]) -> _Prefix:
+        """The KV cache of ``frames``' visual prefix, built once while they stay cached."""
+        cached = {f.order[1] for f in self._frames.values()}
+        for k in [k for k in self._prefixes if not cached.issuperset(k)]:
+            del self._prefixes[k]  # a keyframe of it is gone: it can never be used again
         key = self._frames_key(frames)
-        if self._prefix is not None and self._prefix.key == key:
-            return self._prefix
-        self._prefix = None
+        if key in self._prefixes:
+            return self._prefixes[key]
         ids = self.processor.prefix_ids(len(frames))
         cache = DynamicCache(config=self._text_config)
         self._decode(ids, self._video_tokens(frames), None, cache)
-        self._prefix = _Prefix(key=key, cache=cache, length=len(ids))
-        return self._prefix
+        self._prefixes[key] = _Prefix(key=key, cache=cache, length=len(ids))
+        return self._prefixes[key]
 
     def _decode(self, ids: list[int], video: torch.Tensor | None, coord: torch.Tensor | None,
                 cache: DynamicCache):
@@ -355,8 +389,27 @@ class Video3DEngine:
                               past_key_values=cache, use_cache=True, logits_to_keep=1)
 
     @contextlib.contextmanager
-    def _session(self, use_cache: bool, task_text: str | None = None) -> Iterator:
-        """Yield ``run(ids, coord_embeds) → Video3DOutput`` continuing one sequence.
+    def _grouped(self, use_cache: bool, task_text: str, groups: int) -> Iterator:
+        """Yield ``run(ids, coord_embeds) → (V,) fp32 next-token scores``, one sequence per
+        keyframe group fed the same tokens: one group's logits, or the groups' mean
+        log-probabilities."""
+        with contextlib.ExitStack() as stack:
+            runs = [stack.enter_context(self._session(use_cache, task_text, frames))
+                    for frames in self._groups(groups)]
+
+            def run(ids: list[int], coord: torch.Tensor | None) -> torch.Tensor:
+                logits = [r(ids, coord).logits[0, -1].float() for r in runs]
+                if len(logits) == 1:
+                    return logits[0]
+                return torch.stack([torch.log_softmax(x, -1) for x in logits]).mean(0)
+
+            yield run
+
+    @contextlib.contextmanager
+    def _session(self, use_cache: bool, task_text: str | None,
+                 frames: list[tuple[int, _Keyframe]]) -> Iterator:
+        """Yield ``run(ids, coord_embeds) → Video3DOutput`` continuing one sequence that
+        reads ``frames``.
 
         Cached: starts after the visual prefix and crops the cache back on exit.
         Uncached: the first call pre-fills prefix + ids from scratch. A question-first
@@ -365,11 +418,10 @@ class Video3DEngine:
         if self.processor.question_first:
             use_cache = False
         if use_cache:
-            prefix = self._ensure_prefix()
+            prefix = self._ensure_prefix(frames)
             cache, first, head, video = prefix.cache, [False], [], None
         else:
             prefix, cache, first = None, DynamicCache(config=self._text_config), [True]
-            frames = self._ordered()
             head = self.processor.prefix_ids(len(frames), task_text)
             video = self._video_tokens(frames)
 
@@ -388,7 +440,7 @@ class Video3DEngine:
                 if extra > 0:
                     cache.crop(-extra)
                 if cache.get_seq_length() != prefix.length:
-                    self._prefix = None
+                    self._prefixes.pop(prefix.key, None)
 
     def _object_features(self, proposals: list[Box3D]) -> torch.Tensor:
         """(N, D) proposal features; cached for the current keyframes and proposal set.
@@ -440,7 +492,7 @@ class Video3DEngine:
         try:
             yield
         except RuntimeError as e:  # includes torch.OutOfMemoryError
-            self._prefix = self._objects = self._cells = None
+            self._prefixes, self._objects, self._cells = {}, None, None
             if self.model.device.type == "cuda":
                 torch.cuda.empty_cache()
             raise ModelError(f"model failed: {type(e).__name__}: {e}") from e
