@@ -247,6 +247,44 @@ def test_prepare_does_a_querys_keyframe_and_proposal_work_ahead(scannet_dir, tin
         [o.box.as_row().tolist() for o in expected.objects]
 
 
+def test_queries_read_the_keyframes_in_groups(scannet_dir, tiny_model_dir, monkeypatch):
+    """keyframe_groups=3 with 2 keyframes a group: a query reads 6 keyframes as 3 groups
+    (the engine's grouped answer and scores), a smaller max_keyframes as the groups it fills;
+    prepare() pre-fills one prefix per group and the query reads no video again."""
+    from video3d_ros.scene_qa import SceneQAConfig
+
+    snap = ScanSession(open_recording(scannet_dir), SessionConfig(frames=FRAMES, pixel_stride=2)).prepare()
+    assert len(snap.keyframes) >= 6
+    qa = SceneQA(load_engine(tiny_model_dir, device="cpu", max_new_tokens=4),
+                 SceneQAConfig(default_max_keyframes=2, keyframe_groups=3))
+    read, groups = qa.reading(snap)
+    assert (len(read.keyframes), groups) == (6, 3)
+    assert [(len(s.keyframes), g) for s, g in (qa.reading(snap, 3), qa.reading(snap, 1))] == [(3, 2), (1, 1)]
+    calls = {"video": 0}
+    forward = qa.engine.model.forward
+
+    def counted(*a, **k):
+        calls["video"] += k.get("video_tokens") is not None
+        return forward(*a, **k)
+
+    monkeypatch.setattr(qa.engine.model, "forward", counted)
+    qa.prepare(snap)
+    assert calls["video"] == 3 and len(qa.engine._prefixes) == 3
+    question = qa.answer(build_request("How many chairs are there?"), snap)
+    ground = qa.answer(build_request(TEXT, QueryTask.GROUND), snap)
+    assert question.success and ground.success, (question.message, ground.message)
+    assert calls["video"] == 3  # the prepared prefixes were read
+    assert len(question.keyframe_stamps_s) == 6 and question.keyframe_groups == 3
+    engine = load_engine(tiny_model_dir, device="cpu", max_new_tokens=4)
+    engine.sync(read)
+    assert question.answer == engine.ask("How many chairs are there?", groups=3).text
+    boxes = qa.proposals(snap)[0]
+    scores = engine.ground(TEXT, boxes, groups=3).scores
+    assert [o.score for o in ground.objects] == pytest.approx(sorted(scores, reverse=True)[:len(ground.objects)], abs=1e-5)
+    with pytest.raises(ValueError, match="keyframe_groups must be >= 1"):
+        SceneQAConfig(keyframe_groups=0)
+
+
 def test_question_prints_the_models_answer(layouts_tum, tiny_model_dir, capsys):
     rc = cli.main(_base(layouts_tum, tiny_model_dir, "How many chairs are there?"))
     out = capsys.readouterr().out
@@ -337,6 +375,28 @@ def test_projected_box_edges_match_the_pinhole_model():
     assert ends == {(40.0, 35.0), (60.0, 35.0), (40.0, 45.0), (60.0, 45.0)}
     behind = Box3D(center_m=[0.0, 0.0, -2.0], size_m=[0.4, 0.2, 0.2])
     assert project_edges_px(behind, K, T) == []
+
+
+def test_keyframe_groups_option(scannet_dir, tmp_path, capsys):
+    """--keyframe-groups 2 with a model trained on 3 frames: the 6 keyframes are read as two
+    groups of 3 (the engine's grouped answer); without --frames the budget is 2 × 3; 0 is
+    refused by name."""
+    model = write_untrained_tiny(tmp_path / "m3", trained_frames=3)
+    out = tmp_path / "r.json"
+    rc = cli.main(_base(scannet_dir, model, "How many chairs are there?", "--keyframe-groups", "2",
+                        "--json", str(out)))
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    assert len(doc["keyframe_indices"]) == FRAMES and doc["keyframe_groups"] == 2
+    session = ScanSession(open_recording(scannet_dir), SessionConfig(frames=FRAMES, pixel_stride=2))
+    engine = load_engine(model, device="cpu", max_new_tokens=4)
+    engine.sync(session.prepare())
+    assert doc["answer"] == engine.ask("How many chairs are there?", groups=2).text
+    from video3d_ros.cli import default_frames
+
+    assert default_frames(str(model), None, 2) == 6
+    assert cli.main(_base(scannet_dir, model, "Is there a bed?", "--keyframe-groups", "0")) == 2
+    assert "--keyframe-groups must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_frame_budget_follows_the_model(tmp_path):

@@ -328,6 +328,9 @@ def test_node_config_validates_with_the_parameter_name() -> None:
         NodeConfig(min_depth_m=5.0, max_depth_m=1.0)
     with pytest.raises(ValueError, match="multi_object_threshold"):
         NodeConfig(multi_object_threshold=1.5)
+    with pytest.raises(ValueError, match="parameter query_keyframe_groups must be > 0, got 0"):
+        NodeConfig(query_keyframe_groups=0)
+    assert NodeConfig().scene_qa_config().keyframe_groups == 4
     # 0 leaves the threshold to the model (its config's rule and units); else it is passed on
     assert NodeConfig().scene_qa_config().multi_object_threshold is None
     assert NodeConfig(multi_object_threshold=0.25).scene_qa_config().multi_object_threshold == 0.25

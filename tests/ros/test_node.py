@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 pytest.importorskip("rclpy")
@@ -77,14 +79,23 @@ def test_max_keyframes_limits_the_frames_used(graph) -> None:
 
 
 def test_queries_use_query_keyframes_unless_the_request_says(graph) -> None:
-    """Without max_keyframes a query takes as many keyframes as the model was trained with
-    (query_keyframes -1; the checkpoint's config.json records 8), spread over the buffer: the
-    embedded model's text answers break beyond the 8 frames it was trained on."""
+    """Without max_keyframes a query reads up to query_keyframes (-1: as many as the model
+    was trained with; the checkpoint's config.json records 8) × query_keyframe_groups (4)
+    keyframes spread over the buffer, in groups of at most 8 (the embedded model's text
+    answers break when one sequence holds many more than the 8 frames it was trained on);
+    with one group, 8."""
     graph.wait_for(lambda: int(graph.node.diagnostics_values()["keyframes"]) > 8, 60.0,
                    "more than 8 keyframes")
     kept = int(graph.node.diagnostics_values()["keyframes"])
     resp = graph.query(task=Query.Request.TASK_QUESTION, text="what is on the table?")
-    assert resp.status == OK and len(resp.keyframe_stamps) == 8
+    assert resp.status == OK and kept <= len(resp.keyframe_stamps) <= 16  # the whole buffer
+    assert graph.node.scene_qa.config.keyframe_groups == 4
+    graph.node.scene_qa.config = dataclasses.replace(graph.node.scene_qa.config, keyframe_groups=1)
+    try:
+        one = graph.query(task=Query.Request.TASK_QUESTION, text="what is on the table?")
+    finally:
+        graph.node.scene_qa.config = dataclasses.replace(graph.node.scene_qa.config, keyframe_groups=4)
+    assert one.status == OK and len(one.keyframe_stamps) == 8
     every = graph.query(task=Query.Request.TASK_QUESTION, text="what is on the table?",
                         max_keyframes=kept)
     assert every.status == OK and len(every.keyframe_stamps) == kept

@@ -34,15 +34,16 @@ from .recordings import DepthUnit, RecordingError, RecordingLayout, RecordingOpt
 
 PROG = "video3d"
 
-def default_frames(model: str | None, frames: int | None) -> int:
-    """The keyframe budget: ``frames`` when given, else the frame count the model (the
-    embedded one when ``model`` is None) was trained with, as its config.json records."""
+def default_frames(model: str | None, frames: int | None, groups: int = 1) -> int:
+    """The keyframe budget: ``frames`` when given, else ``groups`` × the frame count the
+    model (the embedded one when ``model`` is None) was trained with, as its config.json
+    records."""
     from .model.checkpoint import trained_frames_of
     from .scene_qa import EMBEDDED_MODEL_DIR
 
     if frames is not None:
         return frames
-    return trained_frames_of(model or EMBEDDED_MODEL_DIR)
+    return groups * trained_frames_of(model or EMBEDDED_MODEL_DIR)
 
 
 def _parse_target(text: str) -> Box3D:
@@ -72,7 +73,12 @@ def _ask_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--target", default=None, help="caption target x,y,z[,dx,dy,dz] in the world frame, metres")
     p.add_argument("--frames", type=int, default=None,
                    help="keyframe budget (default: as many as the model was trained with, which its "
-                        "config.json records: 8 for the embedded model, 32 for released checkpoints)")
+                        "config.json records: 8 for the embedded model, 32 for released checkpoints; "
+                        "times --keyframe-groups)")
+    p.add_argument("--keyframe-groups", type=int, default=1,
+                   help="read the keyframes as up to this many interleaved groups of at most the "
+                        "model's training frame count, each its own sequence, averaged (1: one pass "
+                        "over all of them, the paper's)")
     p.add_argument("--sampling", default="max-coverage", help="uniform | max-coverage | max-coverage-0.95")
     p.add_argument("--model", default=None, help="checkpoint directory (default: the embedded model)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -182,7 +188,7 @@ def _numbered(path: Path, n: int) -> Path:
 def _cmd_ask(args) -> int:
     from .proposals import ProposalConfig
     from .scan_session import ScanSession, SessionConfig, build_request
-    from .scene_qa import SceneQA, SceneQAConfig, load_engine
+    from .scene_qa import TRAINED_FRAMES, SceneQA, SceneQAConfig, load_engine
 
     def fail(msg: str) -> int:
         print(f"{PROG} ask: {msg}", file=sys.stderr)
@@ -193,12 +199,17 @@ def _cmd_ask(args) -> int:
         target = _parse_target(args.target) if args.target else None
         sampling = SamplingStrategy.parse(args.sampling)
         layout = None if args.layout == "auto" else RecordingLayout.parse(args.layout)
-        config = SessionConfig(frames=default_frames(args.model, args.frames), sampling=sampling,
+        if args.keyframe_groups < 1:
+            raise ValueError(f"--keyframe-groups must be >= 1, got {args.keyframe_groups}")
+        config = SessionConfig(frames=default_frames(args.model, args.frames, args.keyframe_groups),
+                               sampling=sampling,
                                voxel_size_m=args.voxel_size_m, pixel_stride=args.pixel_stride, min_depth_m=args.min_depth_m,
                                max_depth_m=args.max_depth_m, seed=args.seed)
-        # the session already chose the frame budget: the model sees all of its keyframes
+        # the session already chose the frame budget: the model sees all of its keyframes, in
+        # one pass or in groups of at most its training frame count
         qa_config = SceneQAConfig(proposals=ProposalConfig(pixel_stride=args.proposal_stride),
-                                  default_max_keyframes=0)
+                                  default_max_keyframes=0 if args.keyframe_groups == 1 else TRAINED_FRAMES,
+                                  keyframe_groups=args.keyframe_groups)
         options = _options(args)
         external = load_proposals(args.proposals) if args.proposals else None
         interactive = args.interactive or args.question is None

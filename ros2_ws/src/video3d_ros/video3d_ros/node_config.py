@@ -62,6 +62,7 @@ class NodeConfig:
     max_text_chars: int = _p(2000, "longer query texts are rejected as INVALID")
     max_results: int = _p(5, "objects returned for single-object grounding, best first")
     query_keyframes: int = _p(TRAINED_FRAMES, "keyframes a query uses when it does not set max_keyframes, spread over the buffer: -1 = as many as the model was trained with (its config.json says; the embedded model 8, released checkpoints 32), 0 = all")
+    query_keyframe_groups: int = _p(4, "a query without max_keyframes reads up to query_keyframes × this many keyframes of the buffer, as that many interleaved groups each read as its own sequence, and averages their answers' token probabilities and grounding scores (better answers and grounding from the embedded model: BENCHMARKS.md); a request's max_keyframes is read in as many groups as it fills; 1 = one pass (the paper's)")
     multi_object_threshold: float = _p(0.0, "threshold of multi-object grounding in the units of the model's multi_object_selection (the paper's rule: cumulative probability, 0.4 in its code, 0.25 in its text; the embedded model's: minimum cosine score, 0.5); 0 = the model's own")
     multi_object_suppress_iou: float = _p(0.1, "multi-object grounding drops a selected box whose IoU with a better selected one is at least this (the built-in proposals nest boxes of one object); 0 = keep all")
     proposals_timeout_s: float = _p(5.0, "detector proposals older than this are ignored (built-in ones used)")
@@ -77,7 +78,8 @@ class NodeConfig:
                     "pose_silence_s",
                     "ingest_queue_size", "depth_scale_m", "max_depth_m", "buffer_capacity",
                     "voxel_size_m", "pixel_stride", "max_pending_queries", "query_timeout_s",
-                    "max_text_chars", "max_results", "proposals_timeout_s", "coverage_max_points")
+                    "max_text_chars", "max_results", "proposals_timeout_s", "coverage_max_points",
+                    "query_keyframe_groups")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"parameter {name} must be > 0, got {getattr(self, name)!r}")
@@ -114,7 +116,8 @@ class NodeConfig:
         return SceneQAConfig(max_results=self.max_results,
                              multi_object_threshold=self.multi_object_threshold or None,
                              multi_object_suppress_iou=self.multi_object_suppress_iou,
-                             proposals=ProposalConfig(), default_max_keyframes=self.query_keyframes)
+                             proposals=ProposalConfig(), default_max_keyframes=self.query_keyframes,
+                             keyframe_groups=self.query_keyframe_groups)
 
     @staticmethod
     def description(name: str) -> str:

@@ -89,6 +89,7 @@ class QueryResult:
     keyframe_stamps_s: tuple[float, ...] = ()
     inference_time_s: float = 0.0
     task: QueryTask = QueryTask.AUTO
+    keyframe_groups: int = 1  # the keyframes were read as this many interleaved groups
 
     @property
     def success(self) -> bool:

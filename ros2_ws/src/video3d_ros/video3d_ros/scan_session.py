@@ -174,5 +174,6 @@ def result_to_json(result: QueryResult, question: str, session: ScanSession) -> 
                     for o in result.objects],
         "keyframe_indices": list(session.snapshot.frame_ids) if session.snapshot else [],
         "keyframe_stamps_s": list(result.keyframe_stamps_s),
+        "keyframe_groups": result.keyframe_groups,
         "ok": result.status is QueryStatus.OK,
     }

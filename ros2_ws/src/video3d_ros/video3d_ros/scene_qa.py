@@ -10,6 +10,7 @@ points, cached per buffer version), runs the task and returns a
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -111,11 +112,19 @@ class SceneQAConfig:
     # count the model was trained with (its text answers break with many more: the embedded
     # model captioned with CIDEr 75.5 at its 8 frames, 0.09 at 16; BENCHMARKS.md), 0 = all
     default_max_keyframes: int = TRAINED_FRAMES
+    # a query without max_keyframes reads up to default_max_keyframes × keyframe_groups
+    # keyframes as that many interleaved groups of at most default_max_keyframes, each its
+    # own sequence, and averages them (Video3DEngine; what it gains: BENCHMARKS.md, "Reading
+    # the whole buffer in groups"); a query's own max_keyframes is read in as many groups as
+    # it fills. 1 = one pass (the paper's)
+    keyframe_groups: int = 1
 
     def __post_init__(self) -> None:
         if self.default_max_keyframes < TRAINED_FRAMES:
             raise ValueError(f"default_max_keyframes must be >= -1 (-1 = the model's training frame "
                              f"count, 0 = all), got {self.default_max_keyframes}")
+        if self.keyframe_groups < 1:
+            raise ValueError(f"keyframe_groups must be >= 1 (1 = one pass), got {self.keyframe_groups}")
         if self.max_results < 1:
             raise ValueError(f"max_results must be >= 1, got {self.max_results}")
         if self.multi_object_threshold is not None and not 0 < self.multi_object_threshold <= 1:
@@ -153,6 +162,17 @@ class SceneQA:
         k = self.config.default_max_keyframes
         return self.engine.trained_frames if k == TRAINED_FRAMES else k
 
+    def reading(self, snapshot: BufferSnapshot, max_keyframes: int = 0) -> tuple[BufferSnapshot, int]:
+        """The keyframes a query reads and in how many groups: at most ``max_keyframes``
+        (0: ``default_max_keyframes`` × ``keyframe_groups``) spread over time, in as many
+        groups of at most ``default_max_keyframes`` as they fill, up to ``keyframe_groups``."""
+        per_group = self.default_max_keyframes
+        if per_group == 0:  # all keyframes in one pass
+            return subsample_snapshot(snapshot, max_keyframes), 1
+        snap = subsample_snapshot(snapshot, max_keyframes or per_group * self.config.keyframe_groups)
+        filled = math.ceil(len(snap.keyframes) / per_group)
+        return snap, max(1, min(self.config.keyframe_groups, filled))
+
     def set_external_proposals(self, boxes: list[Box3D] | None, labels: list[str] | None = None) -> None:
         """Proposals from a 3D detector (world frame); None goes back to built-in ones."""
         with self._lock:
@@ -184,9 +204,10 @@ class SceneQA:
         prefix, and for a model that grounds, build the proposals and pool their features."""
         if not snapshot.keyframes:
             return
-        self.engine.sync(subsample_snapshot(snapshot, self.default_max_keyframes))
+        snap, groups = self.reading(snapshot)
+        self.engine.sync(snap)
         grounds = self.engine.model.ground_head is not None
-        self.engine.prepare(self.proposals(snapshot)[0] if grounds else None)
+        self.engine.prepare(self.proposals(snapshot)[0] if grounds else None, groups=groups)
 
     def answer(self, request: QueryRequest, snapshot: BufferSnapshot) -> QueryResult:
         """Run one resolved request (task != AUTO) on a snapshot."""
@@ -195,17 +216,17 @@ class SceneQA:
             return QueryResult(QueryStatus.NO_DATA, task=request.task,
                                message="the keyframe buffer is empty: no synchronised RGB-D frame "
                                        "with a camera pose has been received yet")
-        snap = subsample_snapshot(snapshot, request.max_keyframes or self.default_max_keyframes)
+        snap, groups = self.reading(snapshot, request.max_keyframes)
         self.engine.sync(snap)
         stamps = tuple(sorted(kf.stamp_s for kf in snap.keyframes))
         answer, objects = "", ()
         if request.task is QueryTask.QUESTION:
             situated = split_situation(request.text)
-            answer = (self.engine.ask_situated(*situated) if situated
-                      else self.engine.ask(request.text)).text
+            answer = (self.engine.ask_situated(*situated, groups=groups) if situated
+                      else self.engine.ask(request.text, groups=groups)).text
         elif request.task is QueryTask.CAPTION:
             assert request.target is not None  # validate_request guarantees it
-            answer = self.engine.caption(request.target).text
+            answer = self.engine.caption(request.target, groups=groups).text
         elif request.task in (QueryTask.GROUND, QueryTask.GROUND_MULTI):
             # proposals from every keyframe of the snapshot, not only the few the model reads:
             # more of the room's points, whole objects (ScanRefer on generated rooms through
@@ -216,7 +237,7 @@ class SceneQA:
                                    message="no object proposals: the keyframes hold no object-sized "
                                            "point clusters and no detector published proposals")
             g = self.engine.ground(request.text, boxes, threshold=self.config.multi_object_threshold,
-                                   multiple=request.task is QueryTask.GROUND_MULTI)
+                                   multiple=request.task is QueryTask.GROUND_MULTI, groups=groups)
             if request.task is QueryTask.GROUND:
                 order = np.argsort(-g.scores, kind="stable")[: self.config.max_results]
             else:
@@ -229,4 +250,5 @@ class SceneQA:
         else:
             raise ValueError(f"task {request.task!r} must be resolved before answer()")
         return QueryResult(QueryStatus.OK, answer=answer, objects=objects, task=request.task,
-                           keyframe_stamps_s=stamps, inference_time_s=time.perf_counter() - start)
+                           keyframe_stamps_s=stamps, inference_time_s=time.perf_counter() - start,
+                           keyframe_groups=groups)

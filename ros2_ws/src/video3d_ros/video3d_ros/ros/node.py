@@ -208,7 +208,8 @@ class Video3DNode(LifecycleNode):
         self.get_logger().info(
             f"configured: model {'embedded' if not cfg.model_path else cfg.model_path}, pose from "
             f"{pose.value}, sync {'message_filters' if message_filters else 'built-in'}, "
-            f"K={cfg.buffer_capacity}, {self.scene_qa.default_max_keyframes or 'all'} keyframes per query")
+            f"K={cfg.buffer_capacity}, {self.scene_qa.default_max_keyframes or 'all'} keyframes per query "
+            f"group, up to {self.scene_qa.config.keyframe_groups} group(s)")
         return TransitionCallbackReturn.SUCCESS
 
     def _configure_failed(self, why: str) -> TransitionCallbackReturn:
