@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 
@@ -17,7 +17,9 @@ def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> N
     executor.add_node(node)
     try:
         executor.spin()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
+        # Ctrl-C: rclpy's signal handler shuts the context down; the executor raises
+        # KeyboardInterrupt or, when the signal arrives while it waits, ExternalShutdownException
         pass
     finally:
         executor.shutdown()
