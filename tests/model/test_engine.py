@@ -386,6 +386,7 @@ def test_groups_average_the_log_probabilities_of_interleaved_keyframe_groups(eng
         assert torch.allclose(got, expected, atol=1e-4, rtol=0), (got - expected).abs().max()
     assert sorted(len(k) for k in engine._prefixes) == [2, 2]  # one cached prefix per group
     assert not torch.allclose(engine.next_token_logits(text, groups=1).log_softmax(-1), expected, atol=1e-3)
+    assert [len(k) for k in engine._prefixes] == [4]  # one grouping's prefixes are kept
     a = engine.ask(QUESTIONS[1], max_new_tokens=6, groups=2)
     b = engine.ask(QUESTIONS[1], max_new_tokens=6, groups=2, use_cache=False)
     assert a.token_ids == b.token_ids and len(a.token_ids) <= 6

@@ -356,18 +356,21 @@ class Video3DEngine:
 
     def _groups(self, groups: int) -> list[list[tuple[int, _Keyframe]]]:
         """The cached keyframes as ``groups`` interleaved groups in video order (fewer when
-        there are fewer keyframes; one empty group when there are none)."""
+        there are fewer keyframes; one empty group when there are none). Cached prefixes of
+        any other grouping are dropped: one grouping's are kept (a 32-frame prefix of the 7B
+        shape is hundreds of MB on the GPU), so asking with another ``groups`` rebuilds."""
         if groups < 1:
             raise ValueError(f"groups must be >= 1, got {groups}")
         frames = self._ordered()
         n = max(1, min(groups, len(frames)))
-        return [frames[i::n] for i in range(n)]
+        out = [frames[i::n] for i in range(n)]
+        keep = {self._frames_key(g) for g in out}
+        for k in [k for k in self._prefixes if k not in keep]:
+            del self._prefixes[k]
+        return out
 
     def _ensure_prefix(self, frames: list[tuple[int, _Keyframe]]) -> _Prefix:
         """The KV cache of ``frames``' visual prefix, built once while they stay cached."""
-        cached = {f.order[1] for f in self._frames.values()}
-        for k in [k for k in self._prefixes if not cached.issuperset(k)]:
-            del self._prefixes[k]  # a keyframe of it is gone: it can never be used again
         key = self._frames_key(frames)
         if key in self._prefixes:
             return self._prefixes[key]
