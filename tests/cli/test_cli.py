@@ -379,8 +379,8 @@ def test_projected_box_edges_match_the_pinhole_model():
 
 def test_keyframe_groups_option(scannet_dir, tmp_path, capsys):
     """--keyframe-groups 2 with a model trained on 3 frames: the 6 keyframes are read as two
-    groups of 3 (the engine's grouped answer); without --frames the budget is 2 × 3; 0 is
-    refused by name."""
+    groups of 3 (the engine's grouped answer); without --frames the budget is 2 × 3, and without
+    either option the node's reading (4 groups); 0 is refused by name."""
     model = write_untrained_tiny(tmp_path / "m3", trained_frames=3)
     out = tmp_path / "r.json"
     rc = cli.main(_base(scannet_dir, model, "How many chairs are there?", "--keyframe-groups", "2",
@@ -395,14 +395,21 @@ def test_keyframe_groups_option(scannet_dir, tmp_path, capsys):
     from video3d_ros.cli import default_frames
 
     assert default_frames(str(model), None, 2) == 6
+    # by default as the node: 4 groups of at most 3, at most 12 keyframes
+    rc = cli.main(["ask", str(scannet_dir), "Is there a bed?", "--pixel-stride", "2", "--model", str(model),
+                   "--max-new-tokens", "4", "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    n = len(doc["keyframe_indices"])
+    assert 6 < n <= 12 and doc["keyframe_groups"] == -(-n // 3), (n, doc["keyframe_groups"])
     assert cli.main(_base(scannet_dir, model, "Is there a bed?", "--keyframe-groups", "0")) == 2
     assert "--keyframe-groups must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_frame_budget_follows_the_model(tmp_path):
-    """The budget is the frame count the checkpoint records (the embedded model: 8); a checkpoint
-    that records none (released, or ours from before) gets the paper's 32; --frames always wins;
-    a missing or broken config is a named error."""
+    """The budget is the frame count the checkpoint records (the embedded model: 8) times the
+    groups, capped; a checkpoint that records none (released, or ours from before) gets the
+    paper's 32; --frames always wins; a missing or broken config is a named error."""
     from video3d_ros.cli import default_frames
     from video3d_ros.model.errors import CheckpointError
 
@@ -414,6 +421,11 @@ def test_frame_budget_follows_the_model(tmp_path):
     (released / "config.json").write_text(json.dumps({"model_type": "llava_qwen"}))
     assert default_frames(str(released), None) == 32
     assert default_frames(None, 16) == 16 and default_frames("x", 4) == 4
+    # video3d ask's default: the node's reading of its 32-keyframe buffer, in groups
+    assert default_frames(None, None, 4, cap=32) == 32
+    assert default_frames(str(recorded), None, 4, cap=32) == 32
+    assert default_frames(str(released), None, 4, cap=32) == 32  # one group of 32
+    assert default_frames(str(recorded), None, 2, cap=32) == 24
     with pytest.raises(CheckpointError, match="config.json"):
         default_frames(str(tmp_path / "missing"), None)
     (released / "config.json").write_text(json.dumps({"model_type": "llava_qwen", "trained_frames": "8"}))

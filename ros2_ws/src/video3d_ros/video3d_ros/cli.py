@@ -29,21 +29,24 @@ from pathlib import Path
 
 from .geometry import Box3D
 from .keyframes import SamplingStrategy
+from .node_config import NodeConfig
 from .query import QueryResult, QueryStatus, QueryTask
 from .recordings import DepthUnit, RecordingError, RecordingLayout, RecordingOptions, open_recording
 
 PROG = "video3d"
 
-def default_frames(model: str | None, frames: int | None, groups: int = 1) -> int:
+def default_frames(model: str | None, frames: int | None, groups: int = 1,
+                   cap: int | None = None) -> int:
     """The keyframe budget: ``frames`` when given, else ``groups`` × the frame count the
     model (the embedded one when ``model`` is None) was trained with, as its config.json
-    records."""
+    records — at most ``cap`` (None: no cap), but never less than that count."""
     from .model.checkpoint import trained_frames_of
     from .scene_qa import EMBEDDED_MODEL_DIR
 
     if frames is not None:
         return frames
-    return groups * trained_frames_of(model or EMBEDDED_MODEL_DIR)
+    trained = trained_frames_of(model or EMBEDDED_MODEL_DIR)
+    return max(trained, min(groups * trained, cap)) if cap else groups * trained
 
 
 def _parse_target(text: str) -> Box3D:
@@ -72,13 +75,14 @@ def _ask_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--task", default="auto", help="auto | question | ground | ground_multi | caption")
     p.add_argument("--target", default=None, help="caption target x,y,z[,dx,dy,dz] in the world frame, metres")
     p.add_argument("--frames", type=int, default=None,
-                   help="keyframe budget (default: as many as the model was trained with, which its "
-                        "config.json records: 8 for the embedded model, 32 for released checkpoints; "
-                        "times --keyframe-groups)")
-    p.add_argument("--keyframe-groups", type=int, default=1,
+                   help="keyframe budget (default: as the node reads its default buffer: "
+                        "--keyframe-groups x the frame count the model was trained with, which its "
+                        "config.json records — 8 for the embedded model, 32 for released "
+                        "checkpoints —, at most 32 and at least that count)")
+    p.add_argument("--keyframe-groups", type=int, default=NodeConfig().query_keyframe_groups,
                    help="read the keyframes as up to this many interleaved groups of at most the "
-                        "model's training frame count, each its own sequence, averaged (1: one pass "
-                        "over all of them, the paper's)")
+                        "model's training frame count, each its own sequence, averaged (default: "
+                        "the node's query_keyframe_groups; 1: one pass over all of them, the paper's)")
     p.add_argument("--sampling", default="max-coverage", help="uniform | max-coverage | max-coverage-0.95")
     p.add_argument("--model", default=None, help="checkpoint directory (default: the embedded model)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -201,7 +205,9 @@ def _cmd_ask(args) -> int:
         layout = None if args.layout == "auto" else RecordingLayout.parse(args.layout)
         if args.keyframe_groups < 1:
             raise ValueError(f"--keyframe-groups must be >= 1, got {args.keyframe_groups}")
-        config = SessionConfig(frames=default_frames(args.model, args.frames, args.keyframe_groups),
+        budget = default_frames(args.model, args.frames, args.keyframe_groups,
+                                cap=NodeConfig().buffer_capacity)
+        config = SessionConfig(frames=budget,
                                sampling=sampling,
                                voxel_size_m=args.voxel_size_m, pixel_stride=args.pixel_stride, min_depth_m=args.min_depth_m,
                                max_depth_m=args.max_depth_m, seed=args.seed)
