@@ -25,7 +25,7 @@ from video3d_ros.model.untrained import write_untrained_tiny
 from video3d_ros.query import QueryTask
 from video3d_ros.recordings import open_recording
 from video3d_ros.scan_session import ScanSession, SessionConfig
-from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR, SceneQA, SceneQAConfig, load_engine
+from video3d_ros.scene_qa import TRAINED_FRAMES, EMBEDDED_MODEL_DIR, SceneQA, SceneQAConfig, load_engine
 from video3d_ros.scenes import RenderConfig, TrajectoryConfig, generate_scene
 from video3d_ros.scenes.writer import WriteConfig, write_scene
 
@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--frames", type=int, default=32, help="keyframe budget")
+    ap.add_argument("--keyframe-groups", type=int, default=4,
+                    help="groups the keyframes are read in, as video3d ask (its default: 4)")
     ap.add_argument("--max-new-tokens", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -78,7 +80,9 @@ def main() -> None:
         session.prepare()
         t_load_model = time.perf_counter()
         qa = SceneQA(load_engine(model, device="cpu", max_new_tokens=args.max_new_tokens),
-                     SceneQAConfig(default_max_keyframes=0))  # all of the session's keyframes
+                     # all of the session's keyframes, as video3d ask reads them
+                     SceneQAConfig(default_max_keyframes=0 if args.keyframe_groups == 1 else TRAINED_FRAMES,
+                                   keyframe_groups=args.keyframe_groups))
         model_s = time.perf_counter() - t_load_model
         per_q = []
         for text, task in QUESTIONS:
