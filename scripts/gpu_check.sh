@@ -8,7 +8,8 @@
 #   1. trains a fresh tiny model 12 steps on CUDA with bf16 autocast, checkpoints at 6 and 12;
 #   2. resumes it to step 14;
 #   3. evaluates the embedded default model on ScanRefer, Multi3DRefer and SQA3D (40
-#      questions each) on CUDA and on the CPU, and compares the two answer by answer.
+#      questions each) on CUDA and on the CPU, in one pass and in 2 keyframe groups (the
+#      node's grouped reading), and compares the devices answer by answer.
 # Exit status: the first step that failed (the comparison fails if more than a tenth of a
 # task's answers differ — for grounding, the best-scored proposal: bf16 on the GPU moves
 # scores by ~1e-2, which can reorder near ties).
@@ -33,12 +34,15 @@ step() { echo "[gpu_check] $1"; shift; "$@" || { echo "[gpu_check] failed: $*" >
 step "train 12 steps (bf16)" python -m video3d_train.train "${TRAIN[@]}" --set max_steps=12
 step "resume to 14" python -m video3d_train.train "${TRAIN[@]}" --set max_steps=14 --resume
 MODEL="$ROOT/ros2_ws/src/video3d_ros/video3d_ros/default_model"
-for dev in "$DEVICE" cpu; do
-    step "evaluate the embedded model on $dev" python -m video3d_train.evaluate --checkpoint "$MODEL" \
-        --data-root "$DATA" --limit 40 --no-meteor --device "$dev" --out "$OUT/eval_$dev" \
-        --files "${FILES[@]}"
+for groups in 1 2; do
+    for dev in "$DEVICE" cpu; do
+        step "evaluate the embedded model on $dev, $groups keyframe group(s)" python -m video3d_train.evaluate \
+            --checkpoint "$MODEL" --data-root "$DATA" --limit 40 --no-meteor --device "$dev" \
+            --keyframe-groups "$groups" --out "$OUT/eval_${dev}_g$groups" --files "${FILES[@]}"
+    done
 done
-step "compare" python - "$OUT/eval_$DEVICE" "$OUT/eval_cpu" <<'EOF'
+for groups in 1 2; do
+step "compare ($groups group(s))" python - "$OUT/eval_${DEVICE}_g$groups" "$OUT/eval_cpu_g$groups" <<'EOF'
 import json, sys
 from pathlib import Path
 
@@ -63,4 +67,5 @@ for f in sorted(cpu.glob("*.jsonl")):
     bad |= len(a) != len(b) or same < 0.9 * len(a)
 sys.exit(bad)
 EOF
+done
 echo "[gpu_check] ok"
