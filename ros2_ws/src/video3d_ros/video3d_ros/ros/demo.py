@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=7, help="room seed")
     p.add_argument("--model", default="", help="checkpoint directory (default: the embedded model)")
-    p.add_argument("--keyframes", type=int, default=16, help="buffer capacity K")
+    p.add_argument("--keyframes", type=int, default=NodeConfig().buffer_capacity,
+                   help="buffer capacity K (default: the node's)")
     p.add_argument("--fill-timeout", type=float, default=120.0, help="seconds to wait for the buffer")
     p.add_argument("--out", default="outputs/demo", help="where demo.png goes")
     args = p.parse_args(argv)
