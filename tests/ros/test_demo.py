@@ -18,6 +18,7 @@ def test_demo_answers_four_queries_and_draws_them(tmp_path, capsys):
     assert main(["--out", str(tmp_path)]) == 0  # every query answered OK
     out = capsys.readouterr().out
     assert re.search(r"demo: 32 keyframes cover \d+ voxels", out)  # the node's default buffer
+    assert re.search(r"demo: keyframes prepared by the node after [\d.]+ s", out)  # before asking
     answers = dict(re.findall(r"^\[(\w+)\].*\n  -> OK: (.*)$", out, flags=re.M))
     assert set(answers) == {"ground", "question", "situated", "caption"}
     assert answers["ground"].startswith("box centre (")

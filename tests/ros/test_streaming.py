@@ -111,9 +111,11 @@ def test_keyframes_are_prepared_for_the_next_query_once_they_stop_changing(tmp_p
                            "the keyframes prepared")
             assert engine.keyframe_ids, "prepared, yet no keyframe encoded"
             prepared_version = graph.node.buffer.snapshot().version
+            assert counters(graph)["keyframes_prepared"] is True
         else:
             time.sleep(1.0)
             assert counters(graph)["keyframe_sets_prepared"] == 0 and not engine.keyframe_ids
+            assert counters(graph)["keyframes_prepared"] is False
         resp = graph.query(task=REQ.TASK_GROUND, text="the chair")
         assert resp.status == R.STATUS_OK, resp.message
         if prepare_after_s:  # one set of keyframes, prepared once (not again after the query)

@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keyframes", type=int, default=NodeConfig().buffer_capacity,
                    help="buffer capacity K (default: the node's)")
     p.add_argument("--fill-timeout", type=float, default=120.0, help="seconds to wait for the buffer")
+    p.add_argument("--prepare-timeout", type=float, default=10.0,
+                   help="seconds to wait, after the scan, for the node to prepare the keyframes "
+                        "ahead of the queries (0: ask at once, the first query then pays for it)")
     p.add_argument("--out", default="outputs/demo", help="where demo.png goes")
     args = p.parse_args(argv)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -103,6 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         stats = graph.node.diagnostics_values()
         print(f"demo: {stats['keyframes']} keyframes cover {stats['covered_voxels']} voxels "
               f"({stats['frames_ingested']} frames ingested at {stats['ingest_rate_hz']} Hz)")
+        # as a robot that scanned and then asks: the node prepares unchanged keyframes
+        # (prepare_after_s) so that the first query does not wait for it
+        t_wait, deadline = time.monotonic(), time.monotonic() + args.prepare_timeout
+        while not graph.node.diagnostics_values()["keyframes_prepared"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        ready = graph.node.diagnostics_values()["keyframes_prepared"]
+        print(f"demo: keyframes {'prepared' if ready else 'NOT prepared (still changing)'} by the node "
+              f"after {time.monotonic() - t_wait:.1f} s")
 
         questions = pick_questions(scene)
         results = {}

@@ -109,6 +109,7 @@ class _Counters:
     last_bad_message: str = ""
     queries: int = 0
     prepared: int = 0  # keyframe sets prepared ahead of a query (prepare_after_s)
+    prepared_version: int = -1  # buffer version the last of them had
     last_query_latency_s: float = 0.0
     last_query_status: str = ""
 
@@ -597,14 +598,15 @@ class Video3DNode(LifecycleNode):
         future = self.worker.submit_when_idle(lambda: scene_qa.prepare(snap))
         if future is not None:
             self._prepare_state = (seen, since, snap.version)
-            future.add_done_callback(self._prepared)
+            future.add_done_callback(lambda f, version=snap.version: self._prepared(f, version))
 
-    def _prepared(self, future) -> None:  # on the query worker's thread
+    def _prepared(self, future, version: int) -> None:  # on the query worker's thread
         if future.cancelled():
             return
         exc = future.exception()
         if exc is None:
             self.counters.prepared += 1
+            self.counters.prepared_version = version
         else:  # the next query does the work itself and reports what fails
             self.get_logger().warning(f"preparing the keyframes ahead failed: "
                                       f"{type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
@@ -670,6 +672,9 @@ class Video3DNode(LifecycleNode):
             "last_bad_message": self.counters.last_bad_message,
             "queries": self.counters.queries,
             "keyframe_sets_prepared": self.counters.prepared,
+            # the next query finds the current keyframes encoded and their proposals built
+            "keyframes_prepared": bool(snap and snap.keyframes
+                                       and self.counters.prepared_version == snap.version),
             "last_query_latency_s": f"{self.counters.last_query_latency_s:.3f}",
             "last_query_status": self.counters.last_query_status,
         }
