@@ -153,18 +153,24 @@ class Evaluator:
             items = [self.dataset.item(s, with_answer=True, candidates=c)
                      for s, c in zip(chunk, boxes)]
             _, scores = self.step.run(items, with_labels=False)
-            for b, s in enumerate(chunk):
-                rec = {"id": s.sample_id, "task": s.task.value, "scene_id": s.scene_id,
-                       "question_type": s.question_type, "prediction": None,
-                       "ground_truth": None, "gt_boxes": _rows(s.target_boxes),
-                       "proposal_boxes": _rows(boxes[b]),
-                       "proposal_scores": [round(float(v), 6) for v in scores[b].float()]}
-                if s.task is Task.MULTI3DREFER:  # the model's own decoding (the metric reads it)
-                    g = self.model.config.grounding
-                    rec["selected"] = select_objects(scores[b].float().cpu(), g.multi_object_selection,
-                                                     g.temperature, g.multi_object_threshold)
-                out.append(rec)
+            out.extend(self._grounding_record(s, boxes[b], scores[b]) for b, s in enumerate(chunk))
         return out
+
+    def _grounding_record(self, s: Sample, boxes: np.ndarray, scores: torch.Tensor) -> dict[str, Any]:
+        """One grounding record: the candidates and their (N + 1,) scores, the last for "no
+        referent"; for Multi3DRefer also the objects the model's own rule selects (the metric
+        reads them)."""
+        scores = scores.float().cpu()
+        rec = {"id": s.sample_id, "task": s.task.value, "scene_id": s.scene_id,
+               "question_type": s.question_type, "prediction": None,
+               "ground_truth": None, "gt_boxes": _rows(s.target_boxes),
+               "proposal_boxes": _rows(boxes),
+               "proposal_scores": [round(float(v), 6) for v in scores]}
+        if s.task is Task.MULTI3DREFER:
+            g = self.model.config.grounding
+            rec["selected"] = select_objects(scores, g.multi_object_selection, g.temperature,
+                                             g.multi_object_threshold)
+        return rec
 
     def _grounding_in_groups(self, samples: list[Sample]) -> list[dict[str, Any]]:
         """Grounding through the engine, scene by scene (the batched path reads every
@@ -176,15 +182,8 @@ class Evaluator:
             boxes = self.candidates(s.scene_id)
             res = self.engine.ground_prompt(s.prompt, [Box3D(b[:3], b[3:]) for b in boxes],
                                             groups=self.groups)
-            scores = np.append(res.scores, res.no_target_score)
-            rec = {"id": s.sample_id, "task": s.task.value, "scene_id": s.scene_id,
-                   "question_type": s.question_type, "prediction": None,
-                   "ground_truth": None, "gt_boxes": _rows(s.target_boxes),
-                   "proposal_boxes": _rows(boxes),
-                   "proposal_scores": [round(float(v), 6) for v in scores]}
-            if s.task is Task.MULTI3DREFER:
-                rec["selected"] = res.selected
-            out.append(rec)
+            scores = torch.from_numpy(np.append(res.scores, res.no_target_score))
+            out.append(self._grounding_record(s, boxes, scores))
         return out
 
     def _load_scene(self, scene_id: str) -> None:
