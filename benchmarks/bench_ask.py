@@ -21,13 +21,12 @@ from pathlib import Path
 
 import torch
 
-from video3d_ros.model.untrained import write_untrained_tiny
+from bench_generated_scan import add_scan_arguments, benchmark_model, write_generated_scan
+from video3d_ros.cli import ask_qa_config
 from video3d_ros.query import QueryTask
 from video3d_ros.recordings import open_recording
 from video3d_ros.scan_session import ScanSession, SessionConfig
-from video3d_ros.scene_qa import TRAINED_FRAMES, EMBEDDED_MODEL_DIR, SceneQA, SceneQAConfig, load_engine
-from video3d_ros.scenes import RenderConfig, TrajectoryConfig, generate_scene
-from video3d_ros.scenes.writer import WriteConfig, write_scene
+from video3d_ros.scene_qa import SceneQA, load_engine
 
 QUESTIONS = [
     ("How many chairs are there?", QueryTask.QUESTION),
@@ -45,10 +44,7 @@ QUESTIONS = [
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, default=None, help="checkpoint dir (default: embedded)")
-    ap.add_argument("--scan-frames", type=int, default=1000)
-    ap.add_argument("--width", type=int, default=320)
-    ap.add_argument("--height", type=int, default=240)
+    add_scan_arguments(ap, scan_frames=1000)
     ap.add_argument("--frames", type=int, default=32, help="keyframe budget")
     ap.add_argument("--keyframe-groups", type=int, default=4,
                     help="groups the keyframes are read in, as video3d ask (its default: 4)")
@@ -57,32 +53,21 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = args.model
-        if model is None:
-            model = EMBEDDED_MODEL_DIR if (EMBEDDED_MODEL_DIR / "config.json").is_file() else None
-        if model is None:
-            model = write_untrained_tiny(tmp / "tiny")
-            print("model: embedded model not present; using an untrained `tiny` checkpoint (same shape)")
-        else:
-            print(f"model: {model}")
+        model, which = benchmark_model(args.model, tmp)
+        print(which)
         t = time.perf_counter()
-        scene = generate_scene(seed=args.seed, scene_id="scene0999_00")
-        files = write_scene(scene, tmp / "scan", render_config=RenderConfig(width=args.width, height=args.height),
-                            trajectory_config=TrajectoryConfig(n_frames=args.scan_frames),
-                            write_config=WriteConfig(frame_stride=1, write_instance_masks=False))
+        posed = write_generated_scan(tmp / "scan", args.seed, "scene0999_00", args)
         print(f"scan: {args.scan_frames} frames {args.width}x{args.height} written in "
               f"{time.perf_counter() - t:.1f} s (not part of the figures)")
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
 
         start = time.perf_counter()
-        reader = open_recording(files.posed_dir)
+        reader = open_recording(posed)
         session = ScanSession(reader, SessionConfig(frames=args.frames))
         session.prepare()
         t_load_model = time.perf_counter()
         qa = SceneQA(load_engine(model, device="cpu", max_new_tokens=args.max_new_tokens),
-                     # all of the session's keyframes, as video3d ask reads them
-                     SceneQAConfig(default_max_keyframes=0 if args.keyframe_groups == 1 else TRAINED_FRAMES,
-                                   keyframe_groups=args.keyframe_groups))
+                     ask_qa_config(args.keyframe_groups))  # as video3d ask reads them
         model_s = time.perf_counter() - t_load_model
         per_q = []
         for text, task in QUESTIONS:

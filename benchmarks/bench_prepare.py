@@ -27,13 +27,11 @@ from pathlib import Path
 
 import torch
 
-from video3d_ros.model.untrained import write_untrained_tiny
+from bench_generated_scan import add_scan_arguments, benchmark_model, write_generated_scan
 from video3d_ros.query import QueryTask
 from video3d_ros.recordings import open_recording
 from video3d_ros.scan_session import ScanSession, SessionConfig, build_request
-from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR, SceneQA, SceneQAConfig, load_engine
-from video3d_ros.scenes import RenderConfig, TrajectoryConfig, generate_scene
-from video3d_ros.scenes.writer import WriteConfig, write_scene
+from video3d_ros.scene_qa import SceneQA, SceneQAConfig, load_engine
 
 QUERIES = {QueryTask.QUESTION: ("How many chairs are there?", "What colour is the sofa?"),
            QueryTask.GROUND: ("the chair next to the desk", "the white cabinet")}
@@ -47,11 +45,8 @@ def timed(fn) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, default=None, help="checkpoint dir (default: embedded)")
+    add_scan_arguments(ap, scan_frames=300)
     ap.add_argument("--rooms", type=int, default=3)
-    ap.add_argument("--scan-frames", type=int, default=300)
-    ap.add_argument("--width", type=int, default=320)
-    ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--keyframes", type=int, default=32, help="keyframes in the snapshot")
     ap.add_argument("--query-keyframes", type=int, default=-1,
                     help="keyframes the model reads (-1: its trained count, as the node)")
@@ -62,20 +57,14 @@ def main() -> None:
     groups = [int(g) for g in args.keyframe_groups.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = args.model or (EMBEDDED_MODEL_DIR if (EMBEDDED_MODEL_DIR / "config.json").is_file()
-                               else write_untrained_tiny(tmp / "tiny"))
-        print(f"model: {model}; torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+        model, which = benchmark_model(args.model, tmp)
+        print(f"{which}; torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
         configs = {g: SceneQAConfig(default_max_keyframes=args.query_keyframes, keyframe_groups=g)
                    for g in groups}
         times: dict[tuple[int, str], list[float]] = {}
         for r in range(args.rooms):
-            scene = generate_scene(seed=args.seed + r, scene_id=f"scene{r:04d}_00")
-            files = write_scene(scene, tmp / f"scan{r}", render_config=RenderConfig(
-                width=args.width, height=args.height), trajectory_config=TrajectoryConfig(
-                n_frames=args.scan_frames), write_config=WriteConfig(frame_stride=1,
-                                                                     write_instance_masks=False))
-            snap = ScanSession(open_recording(files.posed_dir),
-                               SessionConfig(frames=args.keyframes)).prepare()
+            posed = write_generated_scan(tmp / f"scan{r}", args.seed + r, f"scene{r:04d}_00", args)
+            snap = ScanSession(open_recording(posed), SessionConfig(frames=args.keyframes)).prepare()
             for g, config in configs.items():
                 for task, (text, other) in QUERIES.items():
                     t = task.name.lower()

@@ -177,8 +177,7 @@ class Evaluator:
         frame as one sequence)."""
         out = []
         for s in samples:
-            if s.scene_id != self._engine_scene:
-                self._load_scene(s.scene_id)
+            self._load_scene(s.scene_id)
             boxes = self.candidates(s.scene_id)
             res = self.engine.ground_prompt(s.prompt, [Box3D(b[:3], b[3:]) for b in boxes],
                                             groups=self.groups)
@@ -187,11 +186,15 @@ class Evaluator:
         return out
 
     def _load_scene(self, scene_id: str) -> None:
-        self._engine_scene = scene_id
+        """Give the engine ``scene_id``'s frames (nothing to do when it holds them already)."""
+        if scene_id == self._engine_scene:
+            return
+        self._engine_scene = None  # until every frame is in
         for k in self.engine.keyframe_ids:
             self.engine.remove_keyframe(k)
         for i, (rgb, xyz, valid) in enumerate(self.store.raw_frames(scene_id)):
             self.engine.add_keyframe(i, rgb, xyz, valid, stamp_s=float(i))
+        self._engine_scene = scene_id
 
     def text(self, samples: list[Sample]) -> list[dict[str, Any]]:
         """QA / situated QA / captions, greedy, grouped by scene (prefix cache reused)."""

@@ -49,6 +49,18 @@ def default_frames(model: str | None, frames: int | None, groups: int = 1,
     return max(trained, min(groups * trained, cap)) if cap else groups * trained
 
 
+def ask_qa_config(keyframe_groups: int, proposal_stride: int = 0):
+    """The :class:`~video3d_ros.scene_qa.SceneQAConfig` of ``video3d ask``: the session already
+    chose the frame budget, so the model reads all of its keyframes — in one pass
+    (``keyframe_groups`` 1) or in groups of at most its training frame count."""
+    from .proposals import ProposalConfig
+    from .scene_qa import TRAINED_FRAMES, SceneQAConfig
+
+    return SceneQAConfig(proposals=ProposalConfig(pixel_stride=proposal_stride),
+                         default_max_keyframes=0 if keyframe_groups == 1 else TRAINED_FRAMES,
+                         keyframe_groups=keyframe_groups)
+
+
 def _parse_target(text: str) -> Box3D:
     vals = [float(v) for v in text.replace(" ", "").split(",") if v]
     if len(vals) not in (3, 6):
@@ -190,9 +202,8 @@ def _numbered(path: Path, n: int) -> Path:
 
 
 def _cmd_ask(args) -> int:
-    from .proposals import ProposalConfig
     from .scan_session import ScanSession, SessionConfig, build_request
-    from .scene_qa import TRAINED_FRAMES, SceneQA, SceneQAConfig, load_engine
+    from .scene_qa import SceneQA, load_engine
 
     def fail(msg: str) -> int:
         print(f"{PROG} ask: {msg}", file=sys.stderr)
@@ -211,11 +222,7 @@ def _cmd_ask(args) -> int:
                                sampling=sampling,
                                voxel_size_m=args.voxel_size_m, pixel_stride=args.pixel_stride, min_depth_m=args.min_depth_m,
                                max_depth_m=args.max_depth_m, seed=args.seed)
-        # the session already chose the frame budget: the model sees all of its keyframes, in
-        # one pass or in groups of at most its training frame count
-        qa_config = SceneQAConfig(proposals=ProposalConfig(pixel_stride=args.proposal_stride),
-                                  default_max_keyframes=0 if args.keyframe_groups == 1 else TRAINED_FRAMES,
-                                  keyframe_groups=args.keyframe_groups)
+        qa_config = ask_qa_config(args.keyframe_groups, args.proposal_stride)
         options = _options(args)
         external = load_proposals(args.proposals) if args.proposals else None
         interactive = args.interactive or args.question is None
