@@ -672,7 +672,8 @@ class Video3DNode(LifecycleNode):
             "last_bad_message": self.counters.last_bad_message,
             "queries": self.counters.queries,
             "keyframe_sets_prepared": self.counters.prepared,
-            # the next query finds the current keyframes encoded and their proposals built
+            # SceneQA.prepare has run on the buffer's current keyframes (a default query finds
+            # them encoded, their prefixes and the built-in proposals ready)
             "keyframes_prepared": bool(snap and snap.keyframes
                                        and self.counters.prepared_version == snap.version),
             "last_query_latency_s": f"{self.counters.last_query_latency_s:.3f}",
