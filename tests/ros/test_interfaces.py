@@ -41,6 +41,7 @@ def test_query_service_round_trip_over_localhost_graph(ros_context, executor) ->
             response.objects.append(obj)
         response.keyframe_stamps = [Time(sec=s, nanosec=7) for s in range(5)]
         response.inference_time_s = 0.125
+        response.keyframe_groups = 3
         return response
 
     server.create_service(Query, "/v3d_test/query", handle)
@@ -72,6 +73,7 @@ def test_query_service_round_trip_over_localhost_graph(ros_context, executor) ->
     assert [o.score for o in response.objects] == pytest.approx([1.0, 0.75, 0.5])
     assert [t.sec for t in response.keyframe_stamps] == [0, 1, 2, 3, 4]
     assert response.inference_time_s == pytest.approx(0.125)
+    assert response.keyframe_groups == 3
 
 
 def test_harness_isolates_ros_traffic() -> None:

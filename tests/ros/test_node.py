@@ -89,13 +89,14 @@ def test_queries_use_query_keyframes_unless_the_request_says(graph) -> None:
     kept = int(graph.node.diagnostics_values()["keyframes"])
     resp = graph.query(task=Query.Request.TASK_QUESTION, text="what is on the table?")
     assert resp.status == OK and kept <= len(resp.keyframe_stamps) <= 16  # the whole buffer
+    assert resp.keyframe_groups == -(-len(resp.keyframe_stamps) // 8)  # groups of at most 8
     assert graph.node.scene_qa.config.keyframe_groups == 4
     graph.node.scene_qa.config = dataclasses.replace(graph.node.scene_qa.config, keyframe_groups=1)
     try:
         one = graph.query(task=Query.Request.TASK_QUESTION, text="what is on the table?")
     finally:
         graph.node.scene_qa.config = dataclasses.replace(graph.node.scene_qa.config, keyframe_groups=4)
-    assert one.status == OK and len(one.keyframe_stamps) == 8
+    assert one.status == OK and len(one.keyframe_stamps) == 8 and one.keyframe_groups == 1
     every = graph.query(task=Query.Request.TASK_QUESTION, text="what is on the table?",
                         max_keyframes=kept)
     assert every.status == OK and len(every.keyframe_stamps) == kept
@@ -120,8 +121,10 @@ def test_video3d_query_command_prints_the_answer(graph, capsys) -> None:
     d = json.loads(out)
     assert rc == 0 and d["status"] == "OK" and d["objects"] and d["frame_id"] == "map"
     assert d["objects"][0]["score"] >= d["objects"][-1]["score"]
+    assert d["keyframe_groups"] == -(-d["keyframes"] // 8) > 1  # the buffer, in groups of at most 8
     rc = query_main(["--task", "caption", "--target", "0", "0", "0.5"])
-    assert rc == 0 and "status: OK" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert rc == 0 and "status: OK" in out and f"in {d['keyframe_groups']} groups" in out
     rc = query_main(["--task", "caption"])  # no target: the node says INVALID, exit status 1
     assert rc == 1 and "needs a target" in capsys.readouterr().out
     assert query_main(["x", "--target", "1", "2"]) == 2  # malformed locally

@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 shown = truth if task != "caption" else f"a {truth.colour.value} {truth.category.value}"
                 print(f"  -> {status}: {resp.answer!r}   (truth: {shown})")
             print(f"  latency {latency * 1e3:.0f} ms (model {resp.inference_time_s * 1e3:.0f} ms, "
-                  f"{len(resp.keyframe_stamps)} keyframes)" + (f"  [{resp.message}]" if resp.message else ""))
+                  f"{len(resp.keyframe_stamps)} keyframes in {resp.keyframe_groups} group"
+                  f"{'s' if resp.keyframe_groups != 1 else ''})" + (f"  [{resp.message}]" if resp.message else ""))
 
         snapshot = graph.node.buffer.snapshot()
         g = results["ground"]

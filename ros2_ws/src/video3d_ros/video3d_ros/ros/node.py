@@ -517,6 +517,7 @@ class Video3DNode(LifecycleNode):
         resp.header.frame_id = frame
         resp.header.stamp = self.get_clock().now().to_msg()
         resp.keyframe_stamps = [convert.s_to_stamp(s) for s in result.keyframe_stamps_s]
+        resp.keyframe_groups = int(result.keyframe_groups)
         resp.inference_time_s = float(result.inference_time_s or elapsed)
         for obj in result.objects:
             resp.objects.append(DetectedObject(id=obj.proposal_id, label=obj.label, score=obj.score,

@@ -53,6 +53,7 @@ def response_to_dict(resp: Query.Response, round_trip_s: float) -> dict:
                      "size_m": [round(o.box.size.x, 3), round(o.box.size.y, 3), round(o.box.size.z, 3)]}
                     for o in resp.objects],
         "keyframes": len(resp.keyframe_stamps),
+        "keyframe_groups": resp.keyframe_groups,
         "inference_time_s": round(resp.inference_time_s, 4),
         "round_trip_s": round(round_trip_s, 4),
     }
@@ -67,7 +68,8 @@ def format_response(d: dict) -> str:
         lines.append(f"  #{rank} id={o['id']} score={o['score']:.3f} centre=({c[0]:.2f}, {c[1]:.2f}, "
                      f"{c[2]:.2f}) size=({s[0]:.2f}, {s[1]:.2f}, {s[2]:.2f}) m [{d['frame_id']}]"
                      + (f" {o['label']}" if o["label"] else ""))
-    lines.append(f"keyframes: {d['keyframes']}  model: {d['inference_time_s'] * 1e3:.0f} ms  "
+    groups = f" in {d['keyframe_groups']} groups" if d["keyframe_groups"] > 1 else ""
+    lines.append(f"keyframes: {d['keyframes']}{groups}  model: {d['inference_time_s'] * 1e3:.0f} ms  "
                  f"round trip: {d['round_trip_s'] * 1e3:.0f} ms")
     return "\n".join(lines)
 
