@@ -170,3 +170,24 @@ def test_keyframe_groups_are_the_engines(generated_root, tmp_path):
         assert rec["prediction"] == ev.engine.generate(s.prompt, groups=2).text, s.sample_id
     with pytest.raises(ValueError, match="3 keyframe groups need at least as many frames, got 2"):
         Evaluator(EMBEDDED_MODEL_DIR, generated_root, num_frames=2, device="cpu", groups=3)
+
+
+def test_text_progress_moves_one_scene_at_a_time(generated_root, tmp_path, capsys):
+    """The bar of a text task counts scenes (it once showed one step for the whole file)."""
+    texts = [p.read_text() for p in (generated_root / "processed").glob("*train*.json")]
+    tok = build_tokenizer(texts, vocab_size=300)
+    model = materialize(build_empty(tiny(len(tok), token_ids_of(tok))),
+                        Runtime(torch.device("cpu"), torch.float32, "sdpa"), seed=1)
+    save_pretrained(model, tok, tmp_path / "ckpt")
+    raw = json.loads((generated_root / "processed/scanqa_val_llava_style.json").read_text())
+    rooms = sorted(p.name for p in (generated_root / "scannet/posed_images").iterdir())
+    assert len(rooms) >= 2
+    asked = [{**q, "id": f"q{i}-{room}", "video": f"scannet/{room}"}
+             for i, q in enumerate(raw[:2]) for room in rooms]  # rooms interleaved in the file
+    (tmp_path / "qa.json").write_text(json.dumps(asked))
+    evaluate(tmp_path / "ckpt", generated_root, [str(tmp_path / "qa.json")], tmp_path / "res",
+             num_frames=2, limit=len(asked), device="cpu", meteor=False)
+    records = read_jsonl(tmp_path / "res" / "scanqa.jsonl")
+    assert sorted(r["id"] for r in records) == sorted(q["id"] for q in asked)
+    err = capsys.readouterr().err
+    assert f"{len(rooms)}/{len(rooms)}" in err and "scene" in err, err[-500:]

@@ -198,11 +198,8 @@ class Evaluator:
 
     def text(self, samples: list[Sample]) -> list[dict[str, Any]]:
         """QA / situated QA / captions, greedy, grouped by scene (prefix cache reused)."""
-        by_scene: dict[str, list[Sample]] = defaultdict(list)
-        for s in samples:
-            by_scene[s.scene_id].append(s)
         out = []
-        for scene_id, group in by_scene.items():
+        for scene_id, group in _by_scene(samples).items():
             self._load_scene(scene_id)
             for s in group:
                 rec = {"id": s.sample_id, "task": s.task.value, "scene_id": scene_id,
@@ -229,6 +226,14 @@ class Evaluator:
             # scenes are evaluated one after another: drop the decoded frames
             self.store._cache.clear() if self.store._cache is not None else None
         return out
+
+
+def _by_scene(samples: list[Sample]) -> dict[str, list[Sample]]:
+    """Samples by scene, scenes in order of first appearance, samples in their order."""
+    by_scene: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        by_scene[s.scene_id].append(s)
+    return by_scene
 
 
 def evaluate(checkpoint: str | Path, data_root: str | Path, files: list[str], out_dir: str | Path,
@@ -265,9 +270,12 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, files: list[str], ou
         log.info("%s: %d samples (%d on this rank)", task.value, len(samples), len(mine))
         run: Callable = ev.grounding if task.is_grounding else ev.text
         recs = []
+        # grounding in batches of 32 questions; text one scene at a time (Evaluator.text reads
+        # a scene's questions together): either way the bar moves as the work does
         chunks = [mine[i:i + 32] for i in range(0, len(mine), 32)] if task.is_grounding \
-            else [mine]
-        for c in tqdm(chunks, desc=task.value, disable=not (progress and state.is_main_process)):
+            else list(_by_scene(mine).values())
+        for c in tqdm(chunks, desc=task.value, unit="batch" if task.is_grounding else "scene",
+                      disable=not (progress and state.is_main_process)):
             recs.extend(run(c))
         write_jsonl(out / f"{task.value}.rank{state.process_index}.jsonl", recs)
         state.wait_for_everyone()
