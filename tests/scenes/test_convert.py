@@ -122,7 +122,9 @@ def test_cli_generates_loadable_benchmarks(tmp_path):
         scenes = {r["scene_id"] for r in sr}
         assert scenes == ({"scene0000_00", "scene0001_00"} if s == "train" else {"scene0002_00"})
         qa = json.loads((out / "benchmark" / "scanqa" / f"ScanQA_v1.0_{s}.json").read_text())
-        assert set(qa[0]) == {"question_id", "scene_id", "question", "answers", "object_ids", "object_names"}
+        # the published fields, and ours: the objects the question names
+        assert set(qa[0]) == {"question_id", "scene_id", "question", "answers", "object_ids", "object_names",
+                              "subject_object_ids"}
         boxes = cv.load_boxes_npz(sorted((out / "scannet" / "pcd_with_object_aabbs" / s).glob("*.npz")))
         for b in cv.Benchmark:
             recs = json.loads((out / "processed" / cv.processed_filename(b, s)).read_text())

@@ -192,7 +192,9 @@ def convert_scanqa(records: list[Mapping]) -> list[dict]:
     """ScanQA records → one sample per reference answer (as the reference); all answers in metadata.
 
     The record's ``object_ids`` (the objects the answer is about) are kept as
-    ``metadata.object_id`` (a list): the answer-attention loss reads them (step.py).
+    ``metadata.object_id`` (a list): the answer-attention loss reads them (step.py); our
+    generator's ``subject_object_ids`` (the objects the question names; not in the published
+    files) as ``metadata.subject_object_id``: the subject-attention loss reads them.
     """
     out = []
     for r in records:
@@ -201,6 +203,8 @@ def convert_scanqa(records: list[Mapping]) -> list[dict]:
                 "question_id": r["question_id"], "answers": list(answers)}
         if r.get("object_ids"):
             meta["object_id"] = [int(o) for o in r["object_ids"]]
+        if r.get("subject_object_ids"):
+            meta["subject_object_id"] = [int(o) for o in r["subject_object_ids"]]
         for j, answer in enumerate(answers):
             out.append({
                 "id": f"scanqa_{r['question_id']}_{j}", "video": _video(r["scene_id"]),

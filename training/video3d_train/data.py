@@ -101,6 +101,9 @@ class Sample:
     references: list[str] = field(default_factory=list)  # all acceptable answers / captions
     # (question, answer) turns after the first, in order (multi-turn ScanQA / SQA3D samples)
     follow_ups: list[tuple[str, str]] = field(default_factory=list)
+    # the objects the question names (metadata.subject_object_id, written by our generator:
+    # for "what is next to the desk?" the desk); target of the subject-attention loss (step.py)
+    subject_ids: list[int] | None = None
 
 
 def _box_array(x: Any, file: str, sid: Any, what: str) -> np.ndarray:
@@ -150,13 +153,8 @@ def parse_sample(raw: Any, file: str) -> Sample:
         raise _fail(file, sid, str(e)) from e
     prompt = human.replace(VIDEO_TOKEN, "", 1)
     qtype = meta.get("question_type")
-    obj = meta.get("object_id")
-    object_ids = None
-    if obj is not None:
-        try:
-            object_ids = [int(o) for o in (obj if isinstance(obj, list) else [obj])]
-        except (TypeError, ValueError) as e:
-            raise _fail(file, sid, f"bad metadata.object_id {obj!r}") from e
+    object_ids = _id_list(meta, "object_id", file, sid)
+    subject_ids = _id_list(meta, "subject_object_id", file, sid)
     boxes, box_input = np.zeros((0, 6)), None
     refs = [answer]
     if task is Task.SCANREFER:
@@ -189,7 +187,18 @@ def parse_sample(raw: Any, file: str) -> Sample:
     return Sample(file=file, sample_id=str(sid), task=task, scene_id=scene_id, video=video,
                   prompt=prompt, answer=answer, question_type=qtype, target_boxes=boxes,
                   object_ids=object_ids, box_input=box_input, references=refs,
-                  follow_ups=follow_ups)
+                  follow_ups=follow_ups, subject_ids=subject_ids)
+
+
+def _id_list(meta: dict, key: str, file: str, sid: Any) -> list[int] | None:
+    """metadata[key] (an object id or a list of them) as a list of ints; None when absent."""
+    obj = meta.get(key)
+    if obj is None:
+        return None
+    try:
+        return [int(o) for o in (obj if isinstance(obj, list) else [obj])]
+    except (TypeError, ValueError) as e:
+        raise _fail(file, sid, f"bad metadata.{key} {obj!r}") from e
 
 
 def read_sample_list(path: Path) -> list:
@@ -541,6 +550,8 @@ class Item:
     coord_sizes: torch.Tensor | None = None  # (1, 1, 3) Scan2Cap <coord> box size
     answer_cells: torch.Tensor | None = None  # (F, G, G) bool: video tokens that see an object
     # the answer is about (the sample's object_ids); target of the answer losses (step.py)
+    subject_cells: torch.Tensor | None = None  # (F, G, G) bool: likewise for the objects the
+    # question names (the sample's subject_ids); target of the subject-attention loss
 
 
 def target_indices(sample: Sample, objects: SceneObjects) -> list[int]:
@@ -608,23 +619,32 @@ class Video3DDataset(torch.utils.data.Dataset):
             box = s.box_input if s.box_input is not None else s.target_boxes[0]
             coord = torch.from_numpy(center_points(box[:3], pos_cfg))[None]
             coord_size = torch.from_numpy(size_points(box[3:], pos_cfg))[None]
-        answer = None
-        if s.task in self.answer_tasks and s.object_ids:
-            answer = answer_token_cells(s, scene, proc.config.grid.pooled_per_side)
+        answer = subject = None
+        if s.task in self.answer_tasks:
+            g = proc.config.grid.pooled_per_side
+            answer = object_token_cells(s.object_ids, scene, g) if s.object_ids else None
+            subject = object_token_cells(s.subject_ids, scene, g) if s.subject_ids else None
         return Item(s, enc.input_ids, enc.labels, scene.pixel_values, scene.token_points,
-                    masks, centres, positives, coord, sizes, coord_size, answer)
+                    masks, centres, positives, coord, sizes, coord_size, answer, subject)
 
 
 def answer_token_cells(sample: Sample, scene: SceneTensors, pooled_per_side: int
                        ) -> torch.Tensor | None:
-    """(F, G, G) bool: pooled video tokens whose cell sees one of ``sample.object_ids``.
+    """(F, G, G) bool: pooled video tokens whose cell sees one of ``sample.object_ids``
+    (:func:`object_token_cells`)."""
+    return object_token_cells(sample.object_ids or [], scene, pooled_per_side)
+
+
+def object_token_cells(object_ids: Sequence[int], scene: SceneTensors, pooled_per_side: int
+                       ) -> torch.Tensor | None:
+    """(F, G, G) bool: pooled video tokens whose cell sees one of ``object_ids``.
 
     Built from the scene's per-object cell masks (``SceneStore.masks_for``, C cells a
     side) by OR-ing the cells that fall into each pooled token (cell i → token
     ⌊i·G/C⌋). None when none of the objects is in the scene's boxes or in view.
     """
     index = {int(o): i for i, o in enumerate(scene.objects.object_ids)}
-    rows = [index[o] for o in sample.object_ids or [] if o in index]
+    rows = [index[o] for o in object_ids if o in index]
     if not rows or scene.object_masks.shape[-1] == 0:
         return None
     pooled = pool_cells(scene.object_masks[rows].any(axis=0), pooled_per_side)  # (F, G, G)

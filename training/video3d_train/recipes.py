@@ -215,7 +215,13 @@ class TrainRecipe:
     # loss that makes those heads' output alone predict the first answer token (step.py)
     answer_readout_source: ReadoutSource = ReadoutSource.ATTENDED  # what that loss reads
     answer_loss_tasks: list[Task] = field(default_factory=lambda: [Task.SCANQA])  # whose
-    # samples with metadata.object_id get those two losses (scanqa and/or sqa3d)
+    # samples with metadata.object_id get those two losses (scanqa and/or sqa3d), and with
+    # metadata.subject_object_id the next one
+    subject_attention_loss_scale: float = 0.0  # our option (0: off, the paper): weight of the
+    # loss that pulls one layer's attention at the answer onto the objects the question
+    # names (our generator's metadata.subject_object_id; step.py)
+    subject_attention_layer: int = 0  # that layer (0: the first; -1: the last)
+    subject_attention_heads: int = 1  # its heads that loss supervises (the first k)
     precision: Precision = Precision.FP32  # bf16 autocast on GPU
     gradient_checkpointing: bool = False  # recompute activations of the LLM and tower
     distributed: DistributedEngine = DistributedEngine.NONE  # sharding engine under torchrun
@@ -237,12 +243,15 @@ class TrainRecipe:
         _to_float(self, "answer_attention_loss_scale", "answer_attention_loss_scale")
         _to_float(self, "answer_readout_loss_scale", "answer_readout_loss_scale")
         _positive(self, "answer_attention_heads")
+        _to_float(self, "subject_attention_loss_scale", "subject_attention_loss_scale")
+        _positive(self, "subject_attention_heads")
         self.answer_loss_tasks = [Task.parse(t) for t in self.answer_loss_tasks]
         if not self.answer_loss_tasks or any(t not in ANSWER_LOSS_TASKS for t in self.answer_loss_tasks):
             raise ValueError(f"answer_loss_tasks must name one or more of "
                              f"{[t.value for t in ANSWER_LOSS_TASKS]}, got "
                              f"{[t.value for t in self.answer_loss_tasks]}")
-        for name in ("answer_attention_loss_scale", "answer_readout_loss_scale"):
+        for name in ("answer_attention_loss_scale", "answer_readout_loss_scale",
+                     "subject_attention_loss_scale"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         self.distributed = DistributedEngine(self.distributed)

@@ -6,11 +6,13 @@
            −log(attention mass on the named objects' video tokens)]
          [+ answer_readout_loss_scale · mean over QA samples whose named objects
            are in view of CE(first answer token | the supervised heads' output alone)]
+         [+ subject_attention_loss_scale · mean over QA samples whose question names
+           objects of −log(attention mass of one layer's heads on those objects' tokens)]
 
 (QA samples: ScanQA, and SQA3D too when the recipe's ``answer_loss_tasks`` says so.)
 
-The last two terms are our options, not the paper's (default off): see
-:func:`answer_attention_loss` and :func:`answer_readout_loss`.
+The last three terms are our options, not the paper's (default off): see
+:func:`answer_attention_loss`, :func:`answer_readout_loss` and :func:`subject_attention_loss`.
 
 A micro-batch is a list of :class:`~video3d_train.data.Item`. All its frames go
 through the vision tower together; the texts are right-padded into one batch
@@ -43,6 +45,8 @@ class StepOutput:
     n_attention: int  # items with an answer-attention target in the micro-batch
     readout_loss: torch.Tensor  # scalar: mean answer-readout loss (0 when none or off)
     n_readout: int  # items with an answer-readout target in the micro-batch
+    subject_loss: torch.Tensor  # scalar: mean subject-attention loss (0 when none or off)
+    n_subject: int  # items with a subject-attention target in the micro-batch
 
 
 def pad_batch(items: list[Item], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -96,11 +100,45 @@ def answer_attention_loss(attention: torch.Tensor, items: list[Item], input_ids:
     return torch.stack(losses).mean(), len(losses)
 
 
+def subject_attention_loss(attention: torch.Tensor, items: list[Item], input_ids: torch.Tensor,
+                           labels: torch.Tensor, video_id: int, newline: NewlinePosition,
+                           heads: int) -> tuple[torch.Tensor, int]:
+    """Subject-attention supervision (our option): −log of the attention mass that the
+    first ``heads`` heads of one layer (the recipe's ``subject_attention_layer``, the first
+    by default) put on the video tokens of the objects the *question* names, read at the
+    position that predicts the first answer token.
+
+    Why: "what is next to the desk?" takes two steps — find the desk, then read what is
+    beside it. The answer-attention loss supervises the second (a late layer onto the
+    answer object) and, alone, its head learnt where answers lie in the training rooms
+    rather than "beside X" (BENCHMARKS.md). This one supervises the first in an earlier
+    layer, so that the position the later layer needs is in the residual stream.
+
+    Args and returns as :func:`answer_attention_loss` (targets: ``item.subject_cells``).
+    """
+    losses = []
+    for b, it in enumerate(items):
+        if it.subject_cells is None:  # (None would mean the answer's cells below)
+            continue
+        found = answer_video_attention(attention[b], it, input_ids[b], labels[b], video_id,
+                                       newline, it.subject_cells)
+        if found is None:
+            continue
+        weights, target = found
+        losses.append(-torch.log(weights[:heads, target].sum(-1).clamp_min(1e-6)).mean())
+    if not losses:
+        return attention.new_zeros(()), 0
+    return torch.stack(losses).mean(), len(losses)
+
+
 def named_object_tokens(item: Item, input_ids: torch.Tensor, video_id: int,
-                        newline: NewlinePosition) -> tuple[torch.Tensor, torch.Tensor]:
+                        newline: NewlinePosition, cells: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Positions (N,) of an item's video tokens in ``input_ids`` (T,) and which of them
-    (N,) bool see the objects its answer is about (``item.answer_cells`` must be set)."""
-    target = video_token_targets(item.answer_cells, newline).to(input_ids.device)  # (N,)
+    (N,) bool see the given objects: ``cells`` (F, G, G), by default ``item.answer_cells``
+    (the objects its answer is about; must then be set)."""
+    cells = item.answer_cells if cells is None else cells
+    target = video_token_targets(cells, newline).to(input_ids.device)  # (N,)
     video_pos = (input_ids == video_id).nonzero().flatten()  # (N,)
     if video_pos.numel() != target.numel():
         raise ValueError(f"{item.sample.file}: sample {item.sample.sample_id!r}: "
@@ -110,10 +148,12 @@ def named_object_tokens(item: Item, input_ids: torch.Tensor, video_id: int,
 
 
 def answer_video_attention(attention: torch.Tensor, item: Item, input_ids: torch.Tensor,
-                           labels: torch.Tensor, video_id: int, newline: NewlinePosition
+                           labels: torch.Tensor, video_id: int, newline: NewlinePosition,
+                           cells: torch.Tensor | None = None
                            ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """One item's attention from the position predicting its first answer token to its
-    video tokens, and which of them see the named objects.
+    video tokens, and which of them see the named objects (``cells``; by default
+    ``item.answer_cells``, the objects the answer is about).
 
     Args:
         attention: (H, T, T) one layer's weights for this item; input_ids, labels: (T,).
@@ -121,9 +161,10 @@ def answer_video_attention(attention: torch.Tensor, item: Item, input_ids: torch
         weights (H, N) and target (N,) bool; None without an answer or a target (no cells,
         or the named objects in none of the sampled tokens: no mass to raise).
     """
-    if item.answer_cells is None or not bool(item.answer_cells.any()):
+    cells = item.answer_cells if cells is None else cells
+    if cells is None or not bool(cells.any()):
         return None
-    video_pos, target = named_object_tokens(item, input_ids, video_id, newline)
+    video_pos, target = named_object_tokens(item, input_ids, video_id, newline, cells)
     target = target.to(attention.device)
     answer = (labels != IGNORE_INDEX).nonzero().flatten()
     if answer.numel() == 0:
@@ -206,7 +247,9 @@ class Video3DForTraining(nn.Module):
     def __init__(self, model: Video3DModel, pad_id: int, ground_loss_scale: float = 1.0,
                  answer_attention_loss_scale: float = 0.0, answer_attention_heads: int = 1,
                  answer_readout_loss_scale: float = 0.0,
-                 answer_readout_source: ReadoutSource = ReadoutSource.ATTENDED):
+                 answer_readout_source: ReadoutSource = ReadoutSource.ATTENDED,
+                 subject_attention_loss_scale: float = 0.0, subject_attention_layer: int = 0,
+                 subject_attention_heads: int = 1):
         super().__init__()
         self.model = model
         self.pad_id = pad_id
@@ -220,26 +263,41 @@ class Video3DForTraining(nn.Module):
             if not 1 <= answer_attention_heads <= heads:
                 raise ValueError(f"answer_attention_heads must be in [1, {heads}] (the "
                                  f"decoder's heads), got {answer_attention_heads}")
-        if answer_attention_loss_scale > 0:
+        self.subject_attention_loss_scale = subject_attention_loss_scale
+        self.subject_attention_layer = subject_attention_layer
+        self.subject_attention_heads = subject_attention_heads
+        layers, heads = model.config.text.num_layers, model.config.text.num_heads
+        if not -layers <= subject_attention_layer < layers:
+            raise ValueError(f"subject_attention_layer must be in [{-layers}, {layers - 1}] (the "
+                             f"decoder has {layers} layers), got {subject_attention_layer}")
+        if not 1 <= subject_attention_heads <= heads:
+            raise ValueError(f"subject_attention_heads must be in [1, {heads}] (the decoder's "
+                             f"heads), got {subject_attention_heads}")
+        if answer_attention_loss_scale > 0 or subject_attention_loss_scale > 0:
             # attention weights exist only in the eager implementation (same results)
             model.language_model.set_attn_implementation("eager")
 
     def forward(self, items: list[Item]) -> StepOutput:
         res = self.terms(items, self.answer_attention_loss_scale > 0,
-                         self.answer_readout_loss_scale > 0)
+                         self.answer_readout_loss_scale > 0,
+                         self.subject_attention_loss_scale > 0)
         return replace(res, lm_loss=res.lm_loss.detach(), ground_loss=res.ground_loss.detach(),
                        attention_loss=res.attention_loss.detach(),
-                       readout_loss=res.readout_loss.detach())
+                       readout_loss=res.readout_loss.detach(),
+                       subject_loss=res.subject_loss.detach())
 
-    def terms(self, items: list[Item], attention: bool, readout: bool) -> StepOutput:
+    def terms(self, items: list[Item], attention: bool, readout: bool,
+              subject: bool = False) -> StepOutput:
         """The step's output with each term still in the graph (``forward`` detaches them),
         the answer terms computed when asked even at scale 0: per-term gradients
         (``video3d-loss-gradients``) from one forward pass."""
-        if attention and self.model.language_model.config._attn_implementation != "eager":
-            raise ValueError("the answer-attention term needs the eager attention implementation "
+        if (attention or subject) and \
+                self.model.language_model.config._attn_implementation != "eager":
+            raise ValueError("the attention terms need the eager attention implementation "
                              "(attention weights); load the model with it")
         want_attention = attention and any(it.answer_cells is not None for it in items)
         want_readout = readout and any(it.answer_cells is not None for it in items)
+        want_subject = subject and any(it.subject_cells is not None for it in items)
         padded = pad_batch(items, self.pad_id)
         seen: dict[str, torch.Tensor] = {}
         hooks = []
@@ -251,7 +309,8 @@ class Video3DForTraining(nn.Module):
                 hooks.append(attn.v_proj.register_forward_hook(
                     lambda module, args, output: seen.__setitem__("values", output)))
         try:
-            out, scores = self.run(items, with_labels=True, output_attentions=want_attention,
+            out, scores = self.run(items, with_labels=True,
+                                   output_attentions=want_attention or want_subject,
                                    padded=padded)
         finally:
             for h in hooks:
@@ -285,7 +344,17 @@ class Video3DForTraining(nn.Module):
                 padded[1].to(r_loss.device), self.answer_attention_heads,
                 cfg.text.hidden_size // cfg.text.num_heads, objects)
             loss = loss + self.answer_readout_loss_scale * r_loss
-        return StepOutput(loss, out.loss, g_loss, len(ground), a_loss, n_att, r_loss, n_read)
+        s_loss, n_subj = out.loss.new_zeros(()), 0
+        if want_subject:
+            ids, labels, _ = padded
+            cfg = self.model.config
+            s_loss, n_subj = subject_attention_loss(
+                out.attentions[self.subject_attention_layer], items, ids.to(s_loss.device),
+                labels.to(s_loss.device), cfg.token_ids.video, cfg.video.newline,
+                self.subject_attention_heads)
+            loss = loss + self.subject_attention_loss_scale * s_loss
+        return StepOutput(loss, out.loss, g_loss, len(ground), a_loss, n_att, r_loss, n_read,
+                          s_loss, n_subj)
 
     def run(self, items: list[Item], with_labels: bool, output_attentions: bool = False,
             padded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):

@@ -269,7 +269,8 @@ def micro_batches(dataset: Video3DDataset, batches: list[list[int]], num_workers
                                            num_workers=num_workers)
 
 
-LOSS_KEYS = ("loss", "lm_loss", "ground_loss", "attention_loss", "readout_loss")  # logged per step (StepOutput)
+LOSS_KEYS = ("loss", "lm_loss", "ground_loss", "attention_loss", "readout_loss",
+             "subject_loss")  # logged per step (StepOutput)
 
 
 def save_history(history: list[dict], out_dir: Path) -> None:
@@ -280,7 +281,7 @@ def save_history(history: list[dict], out_dir: Path) -> None:
 
 
 def save_plots(history: list[dict], out_dir: Path) -> None:
-    """loss.png (total, LM, grounding, answer attention/readout; the gradient norm before
+    """loss.png (total, LM, grounding, answer attention/readout, subject attention; the gradient norm before
     clipping, dashed) and lr.png (both groups) from the history."""
     if not history:
         return
@@ -360,7 +361,10 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
                                  recipe.answer_attention_loss_scale,
                                  recipe.answer_attention_heads,
                                  recipe.answer_readout_loss_scale,
-                                 recipe.answer_readout_source)
+                                 recipe.answer_readout_source,
+                                 recipe.subject_attention_loss_scale,
+                                 recipe.subject_attention_layer,
+                                 recipe.subject_attention_heads)
     o = recipe.optim
     optimizer = torch.optim.AdamW(param_groups(model, recipe), betas=o.betas, eps=o.eps,
                                   weight_decay=o.weight_decay)
@@ -444,6 +448,8 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
                                    if recipe.answer_attention_loss_scale else {}),
                                 **({"read": f"{row['readout_loss']:.3f}"}
                                    if recipe.answer_readout_loss_scale else {}),
+                                **({"subj": f"{row['subject_loss']:.3f}"}
+                                   if recipe.subject_attention_loss_scale else {}),
                                 **({"gnorm": f"{row['grad_norm']:.2f}"} if "grad_norm" in row else {}))
             stop = stop_after_steps is not None and progress.step >= stop_after_steps
             if progress.step % recipe.save_every_steps == 0 or progress.step == pl.total_steps \

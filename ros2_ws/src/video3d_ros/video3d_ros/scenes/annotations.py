@@ -4,7 +4,8 @@ ScanRefer   records: scene_id, object_id (str), object_name, ann_id (str), descr
 Multi3DRefer records: scene_id, object_name, ann_id, description, object_ids (list[int]), eval_type
             (zt_w_d / zt_wo_d / st_w_d / st_wo_d / mt)
 Scan2Cap    uses the ScanRefer records (one caption per description of an object)
-ScanQA      records: question_id, scene_id, question, answers (list), object_ids, object_names
+ScanQA      records: question_id, scene_id, question, answers (list), object_ids, object_names,
+            subject_object_ids (ours: the objects the question names)
 SQA3D       questions file {"questions": [...]}: scene_id, situation, alternative_situation,
             question, question_id; annotations file {"annotations": [...]}: scene_id, question_id,
             answers [{answer, answer_confidence, answer_id}], answer_type, question_type,
@@ -261,7 +262,8 @@ def _np(scene: Scene, o: SceneObject) -> str:
 def scanqa_records(scene: Scene, split: str, n_per_scene: int = 12) -> Generated:
     """ScanQA-style questions (colour, count, where, what is on / next to) with several answers."""
     rng = np.random.default_rng([scene.seed, 303])
-    cands: list[tuple[str, list[str], list[int], dict]] = []
+    # (question, answers, object ids of the answer, object ids the question names, claim)
+    cands: list[tuple[str, list[str], list[int], list[int], dict]] = []
     for o in scene.objects:
         a = anchor_phrase(scene, o)
         if a is None:
@@ -276,14 +278,16 @@ def scanqa_records(scene: Scene, split: str, n_per_scene: int = 12) -> Generated
         if colour_phrase is not None:
             q = ("What color is {a}?", "What is the color of {a}?", "What colour is {a} in the room?")
             cands.append((q[rng.integers(3)].format(a=colour_phrase), [o.colour.value, f"{o.colour.value} {n}"],
-                          [o.object_id], {"kind": "colour", "object_id": o.object_id, "answer": o.colour.value}))
+                          [o.object_id], [o.object_id],
+                          {"kind": "colour", "object_id": o.object_id, "answer": o.colour.value}))
         if o.support_id is not None:
             s = scene.objects[o.support_id]
             sn = s.category.value
             q = ("Where is {a} placed?", "Where is {a} located?", "Where can {a} be found?")
             cands.append((q[rng.integers(3)].format(a=a), [f"on {sn}", f"on the {sn}", f"on top of the {sn}",
                                                           f"on {s.colour.value} {sn}"],
-                          [o.object_id, s.object_id], {"kind": "where_on", "object_id": o.object_id,
+                          [o.object_id, s.object_id], [o.object_id],
+                          {"kind": "where_on", "object_id": o.object_id,
                                                        "support_id": s.object_id}))
         on_it = [x for x in scene.objects if x.support_id == o.object_id]
         if on_it:
@@ -291,25 +295,25 @@ def scanqa_records(scene: Scene, split: str, n_per_scene: int = 12) -> Generated
             ans = " and ".join(names)
             q = ("What is on {a}?", "What is placed on top of {a}?", "What sits on {a}?")
             cands.append((q[rng.integers(3)].format(a=a), [ans, " and ".join(f"a {n}" for n in names)],
-                          [o.object_id] + [x.object_id for x in on_it],
+                          [o.object_id] + [x.object_id for x in on_it], [o.object_id],
                           {"kind": "what_on", "support_id": o.object_id, "names": names}))
         near = rel.nearest_object(scene, o)
         if near is not None:
             nn = near.category.value
             q = ("What is next to {a}?", "What is beside {a}?", "What object is closest to {a}?")
             cands.append((q[rng.integers(3)].format(a=a), [nn, f"{near.colour.value} {nn}", f"a {nn}"],
-                          [near.object_id], {"kind": "nearest", "object_id": o.object_id, "nearest_category": nn}))
+                          [near.object_id], [o.object_id], {"kind": "nearest", "object_id": o.object_id, "nearest_category": nn}))
     for c in sorted({o.category for o in scene.objects}, key=lambda c: c.value):
         objs = scene.by_category(c)
         k = len(objs)
         q = ("How many {p} are in the room?", "How many {p} are there?", "What is the number of {p} in the room?")
         cands.append((q[rng.integers(3)].format(p=c.plural), [str(k), NUMBER_WORDS[k] if k < len(NUMBER_WORDS) else str(k)],
-                      [o.object_id for o in objs], {"kind": "count", "category": c.value, "count": k}))
+                      [o.object_id for o in objs], [o.object_id for o in objs], {"kind": "count", "category": c.value, "count": k}))
     order = rng.permutation(len(cands))[:n_per_scene]
     g = Generated()
     for j, idx in enumerate(sorted(order)):
-        q, answers, ids, claim = cands[idx]
-        g.add({"answers": answers, "object_ids": ids,
+        q, answers, ids, subject_ids, claim = cands[idx]
+        g.add({"answers": answers, "object_ids": ids, "subject_object_ids": subject_ids,
                "object_names": [scene.objects[i].category.value for i in ids],
                "question": q, "question_id": f"{split}-{scene.scene_id.split('_')[0]}-{j}",
                "scene_id": scene.scene_id}, claim)
