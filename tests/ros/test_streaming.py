@@ -122,3 +122,15 @@ def test_keyframes_are_prepared_for_the_next_query_once_they_stop_changing(tmp_p
             time.sleep(0.6)
             assert graph.node.buffer.snapshot().version == prepared_version
             assert counters(graph)["keyframe_sets_prepared"] == 1
+            # a query reading other keyframes (its own max_keyframes) leaves the engine holding
+            # those: no longer prepared, and the node prepares the default reading again
+            kept = len(graph.node.buffer.snapshot().keyframes)
+            assert kept > 2
+            resp = graph.query(task=REQ.TASK_QUESTION, text="how many chairs are there?", max_keyframes=2)
+            assert resp.status == R.STATUS_OK and len(resp.keyframe_stamps) == 2, resp.message
+            assert len(engine.keyframe_ids) == 2
+            graph.wait_for(lambda: counters(graph)["keyframe_sets_prepared"] == 2, 20.0,
+                           "the default keyframes prepared again")
+            assert counters(graph)["keyframes_prepared"] is True
+            assert len(engine.keyframe_ids) == min(kept, graph.node.scene_qa.reading(
+                graph.node.buffer.snapshot())[0].keyframes.__len__())

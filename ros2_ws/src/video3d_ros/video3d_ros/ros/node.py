@@ -562,6 +562,7 @@ class Video3DNode(LifecycleNode):
         snapshot = self.buffer.snapshot()  # immutable: ingestion goes on meanwhile
         scene_qa = self.scene_qa
         result = await self._on_worker(lambda: scene_qa.answer(request, snapshot))
+        self._forget_preparation_if_read_otherwise(scene_qa, snapshot, request.max_keyframes)
         result = dataclasses.replace(result, task=request.task)
         if result.objects:
             result = dataclasses.replace(result, objects=tuple(
@@ -600,6 +601,21 @@ class Video3DNode(LifecycleNode):
         if future is not None:
             self._prepare_state = (seen, since, snap.version)
             future.add_done_callback(lambda f, version=snap.version: self._prepared(f, version))
+
+    def _forget_preparation_if_read_otherwise(self, scene_qa, snapshot, max_keyframes: int) -> None:
+        """A query with its own max_keyframes that read other keyframes than a default query
+        would leaves the engine holding those: the buffer version is no longer prepared
+        (``keyframes_prepared`` false), and _prepare_ahead prepares it again once idle."""
+        if not max_keyframes or not snapshot.keyframes:
+            return
+        stamps = lambda reading: [kf.stamp_s for kf in reading[0].keyframes]  # noqa: E731
+        if stamps(scene_qa.reading(snapshot, max_keyframes)) == stamps(scene_qa.reading(snapshot)):
+            return
+        if self.counters.prepared_version == snapshot.version:
+            self.counters.prepared_version = -1
+        seen, since, prepared = self._prepare_state
+        if prepared == snapshot.version:
+            self._prepare_state = (seen, since, -1)
 
     def _prepared(self, future, version: int) -> None:  # on the query worker's thread
         if future.cancelled():
@@ -673,7 +689,8 @@ class Video3DNode(LifecycleNode):
             "last_bad_message": self.counters.last_bad_message,
             "queries": self.counters.queries,
             "keyframe_sets_prepared": self.counters.prepared,
-            # SceneQA.prepare has run on the buffer's current keyframes (a default query finds
+            # SceneQA.prepare has run on the buffer's current keyframes and no query has read
+            # other keyframes since (a default query finds
             # them encoded, their prefixes and the built-in proposals ready)
             "keyframes_prepared": bool(snap and snap.keyframes
                                        and self.counters.prepared_version == snap.version),
