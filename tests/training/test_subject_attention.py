@@ -126,3 +126,28 @@ def test_recipe_and_step_validate_the_options():
         Video3DForTraining(loaded.model, 0, subject_attention_loss_scale=1.0, subject_attention_layer=2)
     with pytest.raises(ValueError, match=r"subject_attention_heads must be in \[1, 4\]"):
         Video3DForTraining(loaded.model, 0, subject_attention_loss_scale=1.0, subject_attention_heads=5)
+
+
+def test_attention_report_on_the_subject(generated_root, tmp_path):
+    """``video3d-attention --subject-layer L``: layer L's attention on the question's objects;
+    on a colour or count question they are the answer's, on the others another object."""
+    from video3d_train.attention import answer_attention, load_for_diagnostics
+    from video3d_train.attention import main as attention_main
+
+    out = tmp_path / "attention.json"
+    args = ["--checkpoint", str(EMBEDDED_MODEL_DIR), "--data-root", str(generated_root), "--file",
+            "processed/scanqa_train_llava_style.json", "--limit", "12", "--num-frames", "4",
+            "--out", str(out)]
+    assert attention_main(args + ["--subject-layer", "0"]) == 0
+    res = json.loads(out.read_text())
+    first = res["subject_attention_layer0"]
+    assert first["questions"] == 12 and len(first["mass_on_objects_per_head"]) == 4
+    assert all(0 <= m <= v + 1e-4 for m, v in zip(first["mass_on_objects_per_head"],
+                                                  first["mass_on_video_per_head"]))
+    loaded, store = load_for_diagnostics(EMBEDDED_MODEL_DIR, generated_root, 4)
+    file = "processed/scanqa_train_llava_style.json"
+    last_on_subject = answer_attention(loaded, store, file, 12, layer=-1, subject=True, progress=False)
+    # the last layer on the question's objects differs from it on the answer's (some
+    # questions' answers are other objects), and from the first layer on the same objects
+    assert last_on_subject["mass_on_objects_per_head"] != res["mass_on_objects_per_head"]
+    assert last_on_subject["mass_on_objects_per_head"] != first["mass_on_objects_per_head"]

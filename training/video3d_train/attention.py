@@ -13,6 +13,9 @@ most-attended video token is one of the objects'.
 
 A decoder that answers from the question text alone puts less on the objects than the
 even share; :func:`video3d_train.step.answer_attention_loss` trains it to look.
+``--subject-layer L`` adds the same figures for layer L's attention on the objects the
+question names (``metadata.subject_object_id``, our generator's; for *"what is next to the
+desk?"* the desk), which :func:`video3d_train.step.subject_attention_loss` trains.
 
 ``--probe category`` / ``--probe colour`` add whether the video tokens say what they show:
 a linear classifier, fitted on training rooms and scored on validation rooms, predicts
@@ -70,11 +73,13 @@ def one_per_question(samples: list, keep=lambda s: True) -> list:
 
 
 def iter_answer_attention(loaded: LoadedModel, ds: Video3DDataset, batch: int, desc: str,
-                          progress: bool) -> Iterator[tuple[int, Item, torch.Tensor,
-                                                            torch.Tensor, tuple | None]]:
+                          progress: bool, layer: int = -1, subject: bool = False
+                          ) -> Iterator[tuple[int, Item, torch.Tensor, torch.Tensor, tuple | None]]:
     """Runs ``ds`` in batches with attention weights; yields, per item, its index in the
-    batch, the item, its padded ids and labels, and :func:`answer_video_attention` of the
-    last layer (None: no target or answer). Forward hooks see the current batch."""
+    batch, the item, its padded ids and labels, and :func:`answer_video_attention` of
+    ``layer`` (default the last) onto the objects the answer is about, or with ``subject``
+    onto those the question names (None: no target or answer). Forward hooks see the
+    current batch."""
     cfg = loaded.model.config
     step = Video3DForTraining(loaded.model, loaded.tokenizer.pad_token_id)
     with torch.no_grad():
@@ -84,19 +89,26 @@ def iter_answer_attention(loaded: LoadedModel, ds: Video3DDataset, batch: int, d
             out, _ = step.run(items, with_labels=True, output_attentions=True,
                               padded=(ids, labels, mask))
             for b, it in enumerate(items):
+                if subject and it.subject_cells is None:
+                    yield b, it, ids[b], labels[b], None
+                    continue
                 yield b, it, ids[b], labels[b], answer_video_attention(
-                    out.attentions[-1][b], it, ids[b], labels[b], cfg.token_ids.video,
-                    cfg.video.newline)
+                    out.attentions[layer][b], it, ids[b], labels[b], cfg.token_ids.video,
+                    cfg.video.newline, it.subject_cells if subject else None)
 
 
 def answer_attention(loaded: LoadedModel, store: SceneStore, file: str,
-                     limit: int | None = None, batch: int = 16, progress: bool = True) -> dict:
-    """Mean per-head attention mass on the named objects' tokens (see the module doc)."""
+                     limit: int | None = None, batch: int = 16, progress: bool = True,
+                     layer: int = -1, subject: bool = False) -> dict:
+    """Mean per-head attention mass of ``layer`` (default the last) on the named objects'
+    tokens (see the module doc); with ``subject`` on the objects the question names
+    (``metadata.subject_object_id``: the target of the subject-attention loss)."""
     samples = one_per_question(read_processed(store.root / file)[0])[:limit]
     ds = Video3DDataset(samples, store, max_length=loaded.model.config.text.max_position_embeddings,
                         answer_tasks=ANSWER_LOSS_TASKS)
     on_objects, top_on_object, share, on_video, unseen = [], [], [], [], 0
-    for _, _, _, _, found in iter_answer_attention(loaded, ds, batch, "attention", progress):
+    for _, _, _, _, found in iter_answer_attention(loaded, ds, batch, "attention", progress,
+                                                   layer, subject):
         if found is None:
             unseen += 1
             continue
@@ -353,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe-train-rooms", type=int, default=60,
                    help="training rooms for the probe (every k-th of the train split)")
     p.add_argument("--probe-val-rooms", type=int, default=50, help="validation rooms")
+    p.add_argument("--subject-layer", type=int, default=None,
+                   help="also report this decoder layer's attention at the answer on the objects "
+                        "the question names (metadata.subject_object_id; -1: the last layer)")
     args = p.parse_args(argv)
     return run_command("video3d-attention", lambda: _run(args))
 
@@ -362,6 +377,9 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     loaded, store = load_for_diagnostics(args.checkpoint, args.data_root, args.num_frames)
     res = answer_attention(loaded, store, args.file, args.limit)
+    if args.subject_layer is not None:
+        res[f"subject_attention_layer{args.subject_layer}"] = answer_attention(
+            loaded, store, args.file, args.limit, layer=args.subject_layer, subject=True)
     for name in dict.fromkeys(args.readout + (["colour"] if args.colour_readout else [])):
         kind = ReadoutQuestions(name)
         res[f"{name}_readout"] = answer_readout(loaded, store, args.file, args.limit,
