@@ -86,10 +86,22 @@ def answer_attention_loss(attention: torch.Tensor, items: list[Item], input_ids:
     Returns:
         (mean loss over the items with a target, how many there were).
     """
+    return _attention_mass_loss(attention, items, [it.answer_cells for it in items], input_ids,
+                                labels, video_id, newline, heads)
+
+
+def _attention_mass_loss(attention: torch.Tensor, items: list[Item],
+                         cells: list[torch.Tensor | None], input_ids: torch.Tensor,
+                         labels: torch.Tensor, video_id: int, newline: NewlinePosition,
+                         heads: int) -> tuple[torch.Tensor, int]:
+    """Mean over the items with a target of −log(the first ``heads`` heads' attention mass,
+    at the position predicting the first answer token, on the video tokens of ``cells[b]``)."""
     losses = []
     for b, it in enumerate(items):
+        if cells[b] is None:
+            continue
         found = answer_video_attention(attention[b], it, input_ids[b], labels[b], video_id,
-                                       newline)
+                                       newline, cells[b])
         if found is None:
             continue
         weights, target = found
@@ -116,19 +128,8 @@ def subject_attention_loss(attention: torch.Tensor, items: list[Item], input_ids
 
     Args and returns as :func:`answer_attention_loss` (targets: ``item.subject_cells``).
     """
-    losses = []
-    for b, it in enumerate(items):
-        if it.subject_cells is None:  # (None would mean the answer's cells below)
-            continue
-        found = answer_video_attention(attention[b], it, input_ids[b], labels[b], video_id,
-                                       newline, it.subject_cells)
-        if found is None:
-            continue
-        weights, target = found
-        losses.append(-torch.log(weights[:heads, target].sum(-1).clamp_min(1e-6)).mean())
-    if not losses:
-        return attention.new_zeros(()), 0
-    return torch.stack(losses).mean(), len(losses)
+    return _attention_mass_loss(attention, items, [it.subject_cells for it in items], input_ids,
+                                labels, video_id, newline, heads)
 
 
 def named_object_tokens(item: Item, input_ids: torch.Tensor, video_id: int,
