@@ -608,8 +608,8 @@ class Video3DNode(LifecycleNode):
         (``keyframes_prepared`` false), and _prepare_ahead prepares it again once idle."""
         if not max_keyframes or not snapshot.keyframes:
             return
-        stamps = lambda reading: [kf.stamp_s for kf in reading[0].keyframes]  # noqa: E731
-        if stamps(scene_qa.reading(snapshot, max_keyframes)) == stamps(scene_qa.reading(snapshot)):
+        read, default = scene_qa.reading(snapshot, max_keyframes)[0], scene_qa.reading(snapshot)[0]
+        if [kf.stamp_s for kf in read.keyframes] == [kf.stamp_s for kf in default.keyframes]:
             return
         if self.counters.prepared_version == snapshot.version:
             self.counters.prepared_version = -1
