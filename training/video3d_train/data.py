@@ -57,7 +57,7 @@ from video3d_ros.model.config import ObjectFeatureKind, Video3DConfig
 from video3d_ros.model.object_features import CellIndex
 from video3d_ros.model.position_encoding import center_points, size_points
 from video3d_ros.model.processor import Video3DProcessor
-from video3d_ros.model.tokenizer import GROUND_TOKEN, VIDEO_TOKEN
+from video3d_ros.model.tokenizer import COORD_TOKEN, GROUND_TOKEN, VIDEO_TOKEN
 from video3d_ros.scenes.vocab import Colour
 
 from .checkpointing import load_torch_file
@@ -574,12 +574,16 @@ class Video3DDataset(torch.utils.data.Dataset):
     """Processed samples → :class:`Item` (training: truth boxes are the candidates)."""
 
     def __init__(self, samples: Sequence[Sample], store: SceneStore, max_length: int,
-                 answer_tasks: Collection[Task] = (Task.SCANQA,)):
-        """``answer_tasks``: tasks whose samples with ``object_ids`` get ``answer_cells``."""
+                 answer_tasks: Collection[Task] = (Task.SCANQA,),
+                 ground_subject_first: bool = False):
+        """``answer_tasks``: tasks whose samples with ``object_ids`` get ``answer_cells``.
+        ``ground_subject_first``: a single-turn ScanQA sample whose question names one object
+        (``subject_ids``) is answered ``<ground><coord>answer`` (:func:`grounds_subject_first`)."""
         self.samples = list(samples)
         self.store = store
         self.max_length = max_length
         self.answer_tasks = frozenset(answer_tasks)
+        self.ground_subject_first = ground_subject_first
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -600,7 +604,9 @@ class Video3DDataset(torch.utils.data.Dataset):
         scene = self.store.load(s.scene_id)
         proc = self.store.processor
         n_frames = scene.pixel_values.shape[0]
-        enc = (proc.encode(n_frames, s.prompt, s.answer, s.follow_ups) if with_answer
+        first = self.ground_subject_first and grounds_subject_first(s)
+        answer_text = f"{GROUND_TOKEN}{COORD_TOKEN}{s.answer}" if first else s.answer
+        enc = (proc.encode(n_frames, s.prompt, answer_text, s.follow_ups) if with_answer
                else proc.encode(n_frames, s.prompt))
         if enc.input_ids.numel() > self.max_length:
             raise _fail(s.file, s.sample_id, f"{enc.input_ids.numel()} tokens > max_length "
@@ -615,8 +621,19 @@ class Video3DDataset(torch.utils.data.Dataset):
             sizes = torch.from_numpy(size_points(boxes[:, 3:], pos_cfg))
             if candidates is None:
                 positives = target_indices(s, scene.objects)
+        box = None
         if s.task is Task.SCAN2CAP:
             box = s.box_input if s.box_input is not None else s.target_boxes[0]
+        elif first and with_answer:
+            # the question's object: its candidates and their features as for grounding (the
+            # loss at <ground>), its truth box into the <coord> that follows (teacher forcing;
+            # at inference the engine puts the grounded proposal there)
+            boxes = scene.objects.boxes
+            masks, positives = scene.object_masks, _subject_index(s, scene.objects)
+            centres = torch.from_numpy(center_points(boxes[:, :3], pos_cfg))
+            sizes = torch.from_numpy(size_points(boxes[:, 3:], pos_cfg))
+            box = boxes[positives[0]]
+        if box is not None:
             coord = torch.from_numpy(center_points(box[:3], pos_cfg))[None]
             coord_size = torch.from_numpy(size_points(box[3:], pos_cfg))[None]
         answer = subject = None
@@ -626,6 +643,26 @@ class Video3DDataset(torch.utils.data.Dataset):
             subject = object_token_cells(s.subject_ids, scene, g) if s.subject_ids else None
         return Item(s, enc.input_ids, enc.labels, scene.pixel_values, scene.token_points,
                     masks, centres, positives, coord, sizes, coord_size, answer, subject)
+
+
+def grounds_subject_first(sample: Sample) -> bool:
+    """Whether a ``ground_subject_first`` model is taught to ground before it answers this
+    sample: a single-turn ScanQA question that names exactly one object (our generator's
+    ``metadata.subject_object_id``: the object of a colour, *where is*, *what is on* or *what
+    is next to* question) and is not a count — a count names every object of its category,
+    and grounding the one object of a category would teach "ground, then answer 1"."""
+    return (sample.task is Task.SCANQA and not sample.follow_ups
+            and sample.question_type != "count"
+            and sample.subject_ids is not None and len(sample.subject_ids) == 1)
+
+
+def _subject_index(sample: Sample, objects: SceneObjects) -> list[int]:
+    index = {int(o): i for i, o in enumerate(objects.object_ids)}
+    sid = sample.subject_ids[0]
+    if sid not in index:
+        raise _fail(sample.file, sample.sample_id,
+                    f"subject object {sid} is not among the objects of scene {sample.scene_id}")
+    return [index[sid]]
 
 
 def answer_token_cells(sample: Sample, scene: SceneTensors, pooled_per_side: int

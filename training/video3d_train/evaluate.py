@@ -220,8 +220,15 @@ class Evaluator:
                         out.append(rec)
                         continue
                 coord = None if box is None else Box3D(box[:3], box[3:])
-                rec["prediction"] = self.engine.generate(s.prompt, coord_box=coord,
-                                                         groups=self.groups).text
+                # questions: the scene's candidates, for a model that grounds the question's
+                # object before it answers (Video3DEngine.generate)
+                cands = None if s.task is Task.SCAN2CAP else self.candidates(scene_id)
+                ans = self.engine.generate(
+                    s.prompt, coord_box=coord, groups=self.groups,
+                    proposals=None if cands is None else [Box3D(b[:3], b[3:]) for b in cands])
+                rec["prediction"] = ans.text
+                if ans.grounded_index is not None:
+                    rec["grounded_box"] = _rows(cands[ans.grounded_index])[0]
                 out.append(rec)
             # scenes are evaluated one after another: drop the decoded frames
             self.store._cache.clear() if self.store._cache is not None else None

@@ -222,6 +222,9 @@ class TrainRecipe:
     # names (our generator's metadata.subject_object_id; step.py)
     subject_attention_layer: int = 0  # that layer (0: the first; -1: the last)
     subject_attention_heads: int = 1  # its heads that loss supervises (the first k)
+    ground_subject_first: bool = False  # our option (off: the paper): a ScanQA question that
+    # names one object is answered "<ground><coord>answer" — ground that object (grounding
+    # loss), read the truth box put into <coord>, then answer (data.grounds_subject_first)
     precision: Precision = Precision.FP32  # bf16 autocast on GPU
     gradient_checkpointing: bool = False  # recompute activations of the LLM and tower
     distributed: DistributedEngine = DistributedEngine.NONE  # sharding engine under torchrun
@@ -245,6 +248,9 @@ class TrainRecipe:
         _positive(self, "answer_attention_heads")
         _to_float(self, "subject_attention_loss_scale", "subject_attention_loss_scale")
         _positive(self, "subject_attention_heads")
+        if not isinstance(self.ground_subject_first, bool):
+            raise ValueError(f"ground_subject_first must be true or false, got "
+                             f"{self.ground_subject_first!r}")
         self.answer_loss_tasks = [Task.parse(t) for t in self.answer_loss_tasks]
         if not self.answer_loss_tasks or any(t not in ANSWER_LOSS_TASKS for t in self.answer_loss_tasks):
             raise ValueError(f"answer_loss_tasks must name one or more of "

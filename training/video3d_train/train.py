@@ -349,7 +349,8 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     store = SceneStore(recipe.data.root, processor, recipe.data.num_frames,
                        recipe.data.sampling, _under(recipe.data.root, recipe.data.selection_file),
                        max_scenes=recipe.data.max_cached_scenes)
-    dataset = Video3DDataset(samples, store, recipe.data.max_length, recipe.answer_loss_tasks)
+    dataset = Video3DDataset(samples, store, recipe.data.max_length, recipe.answer_loss_tasks,
+                             recipe.ground_subject_first)
     sampler = torch.utils.data.DistributedSampler(
         dataset, num_replicas=accel.num_processes, rank=accel.process_index, shuffle=True,
         seed=recipe.seed, drop_last=True)

@@ -16,6 +16,13 @@ of the groups' scores, against object features pooled from every keyframe. ``gro
 the paper's single pass. (Ours, not the paper's; BENCHMARKS.md, "Reading the whole buffer in
 groups".)
 
+Grounding inside an answer: given ``proposals``, a text answer that begins with ``<ground>``
+(a model trained with the recipe option ``ground_subject_first``: it grounds the object the
+question names, then answers) is continued as training taught it — the proposals are scored
+at ``<ground>`` as for a grounding query, and the best one's box goes into the ``<coord>``
+fed next (``Answer.grounded_index``). Without proposals ``<ground>`` is never chosen. (Ours,
+not the paper's.)
+
 Keyframes are ordered by ``stamp_s`` (then insertion). :meth:`sync` makes the
 cached set equal to a keyframe-buffer snapshot (anything with ``keyframes``,
 each having ``frame_id``, ``stamp_s``, ``rgb``, ``xyz_m``, ``valid``).
@@ -102,7 +109,10 @@ class _Prefix:
 @dataclass
 class Answer:
     text: str  # decoded answer, special tokens removed
-    token_ids: list[int]  # generated ids (EOS excluded)
+    token_ids: list[int]  # generated ids (EOS excluded; <ground> and <coord> too)
+    # the proposal the answer grounded before answering (a model trained to ground the
+    # question's object first emits <ground>: generate's ``proposals``), else None
+    grounded_index: int | None = None
 
 
 @dataclass
@@ -118,6 +128,24 @@ class GroundingResult:
     best_index: int | None  # argmax over proposals (None when there are none)
     best_box: Box3D | None  # proposals[best_index]
     selected: list[int]  # multi-object decoding (may be empty: no referent)
+
+
+class _GroupedRun:
+    """``run(ids, coord_embeds) → (V,) fp32 next-token scores``: the keyframe groups'
+    sequences fed the same tokens; one group's logits, or the groups' mean log-probabilities.
+    ``last_hidden``: each group's last hidden state after the latest call (grounding)."""
+
+    def __init__(self, sessions: list):
+        self.sessions = sessions
+        self.last_hidden: list[torch.Tensor] = []
+
+    def __call__(self, ids: list[int], coord: torch.Tensor | None) -> torch.Tensor:
+        outs = [r(ids, coord) for r in self.sessions]
+        self.last_hidden = [o.last_hidden_state[0, -1] for o in outs]
+        logits = [o.logits[0, -1].float() for o in outs]
+        if len(logits) == 1:
+            return logits[0]
+        return torch.stack([torch.log_softmax(x, -1) for x in logits]).mean(0)
 
 
 class Video3DEngine:
@@ -215,16 +243,19 @@ class Video3DEngine:
     # ---- queries ------------------------------------------------------------------------
 
     def ask(self, question: str, max_new_tokens: int | None = None,
-            use_cache: bool = True, groups: int = 1) -> Answer:
-        """Answer a question about the scene (greedy decoding, stops at EOS)."""
+            use_cache: bool = True, groups: int = 1,
+            proposals: Sequence[Box3D] | None = None) -> Answer:
+        """Answer a question about the scene (greedy decoding, stops at EOS; ``proposals``:
+        the module docstring, grounding inside an answer)."""
         return self.generate(qa_prompt(question), max_new_tokens=max_new_tokens,
-                             use_cache=use_cache, groups=groups)
+                             use_cache=use_cache, groups=groups, proposals=proposals)
 
     def ask_situated(self, situation: str, question: str,
-                     max_new_tokens: int | None = None, groups: int = 1) -> Answer:
+                     max_new_tokens: int | None = None, groups: int = 1,
+                     proposals: Sequence[Box3D] | None = None) -> Answer:
         """SQA3D-style: a situation description, then the question."""
         return self.generate(sqa_prompt(situation, question), max_new_tokens=max_new_tokens,
-                             groups=groups)
+                             groups=groups, proposals=proposals)
 
     def caption(self, box: Box3D, max_new_tokens: int | None = None,
                 use_cache: bool = True, groups: int = 1) -> Answer:
@@ -235,23 +266,38 @@ class Video3DEngine:
     @torch.inference_mode()
     def generate(self, task_text: str, coord_box: Box3D | None = None,
                  max_new_tokens: int | None = None, use_cache: bool = True,
-                 groups: int = 1) -> Answer:
-        """Greedy decoding of the answer to ``task_text`` (``groups``: module docstring)."""
+                 groups: int = 1, proposals: Sequence[Box3D] | None = None) -> Answer:
+        """Greedy decoding of the answer to ``task_text`` (``groups``, ``proposals``: module
+        docstring)."""
         limit = max_new_tokens or self.max_new_tokens
         ids = self.processor.token_ids
         suffix = self._suffix(task_text)
         coord = self._coord_embeds(coord_box)
+        can_ground = bool(proposals) and self.model.ground_head is not None
+        grounded: int | None = None
         with self._lock, self._model_errors(), self._grouped(use_cache, task_text, groups) as run:
+            objects = self._object_features(list(proposals)) if can_ground else None
             scores = run(suffix, coord)
             tokens: list[int] = []
-            for _ in range(limit):
+            for step in range(limit):
                 scores[ids.video] = float("-inf")  # a placeholder is never a valid output
+                scores[ids.coord] = float("-inf")  # fed after <ground>, never chosen
+                if not (can_ground and step == 0):  # grounding opens an answer, once
+                    scores[ids.ground] = float("-inf")
                 nxt = int(torch.argmax(scores))
                 if nxt in ids.eos:
                     break
+                if nxt == ids.ground:
+                    run([nxt], None)
+                    per_group = [self.model.ground_scores(h, objects).float()
+                                 for h in run.last_hidden]
+                    grounded = int(torch.argmax(torch.stack(per_group).mean(0)[:len(proposals)]))
+                    scores = run([ids.coord], self._coord_embeds(proposals[grounded]))
+                    continue
                 tokens.append(nxt)
                 scores = run([nxt], None)
-        return Answer(text=self.processor.decode(tokens), token_ids=tokens)
+        return Answer(text=self.processor.decode(tokens), token_ids=tokens,
+                      grounded_index=grounded)
 
     @torch.inference_mode()
     def next_token_logits(self, task_text: str, use_cache: bool = True,
@@ -392,21 +438,11 @@ class Video3DEngine:
                               past_key_values=cache, use_cache=True, logits_to_keep=1)
 
     @contextlib.contextmanager
-    def _grouped(self, use_cache: bool, task_text: str, groups: int) -> Iterator:
-        """Yield ``run(ids, coord_embeds) → (V,) fp32 next-token scores``, one sequence per
-        keyframe group fed the same tokens: one group's logits, or the groups' mean
-        log-probabilities."""
+    def _grouped(self, use_cache: bool, task_text: str, groups: int) -> Iterator[_GroupedRun]:
+        """Yield a :class:`_GroupedRun` over one sequence per keyframe group."""
         with contextlib.ExitStack() as stack:
-            runs = [stack.enter_context(self._session(use_cache, task_text, frames))
-                    for frames in self._groups(groups)]
-
-            def run(ids: list[int], coord: torch.Tensor | None) -> torch.Tensor:
-                logits = [r(ids, coord).logits[0, -1].float() for r in runs]
-                if len(logits) == 1:
-                    return logits[0]
-                return torch.stack([torch.log_softmax(x, -1) for x in logits]).mean(0)
-
-            yield run
+            yield _GroupedRun([stack.enter_context(self._session(use_cache, task_text, frames))
+                               for frames in self._groups(groups)])
 
     @contextlib.contextmanager
     def _session(self, use_cache: bool, task_text: str | None,

@@ -1,0 +1,152 @@
+"""Grounding before answering (our option ``ground_subject_first``): a ScanQA question that
+names one object is trained as ``<ground><coord>answer`` — the grounding loss at ``<ground>``
+on that object, its box in ``<coord>`` — and the engine, given proposals, grounds where the
+model emits ``<ground>`` and feeds the best proposal's box into ``<coord>``."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from video3d_ros.geometry import Box3D
+from video3d_ros.model.checkpoint import load_pretrained
+from video3d_ros.model.engine import Video3DEngine
+from video3d_ros.model.position_encoding import center_points
+from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+from video3d_train.data import (
+    DataError,
+    SceneStore,
+    Video3DDataset,
+    grounds_subject_first,
+    read_processed,
+    read_scene_boxes,
+)
+from video3d_train.metrics import Task
+from video3d_train.recipes import load_recipe
+from video3d_train.step import Video3DForTraining
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return load_pretrained(EMBEDDED_MODEL_DIR)
+
+
+@pytest.fixture(scope="module")
+def scanqa(generated_root):
+    return read_processed(generated_root / "processed/scanqa_train_llava_style.json")[0]
+
+
+def _answer_ids(item) -> list[int]:
+    return item.input_ids[item.labels != -100].tolist()
+
+
+def test_items_ground_the_named_object_first(generated_root, loaded, scanqa):
+    store = SceneStore(generated_root, loaded.processor, num_frames=4)
+    plain = Video3DDataset(scanqa, store, max_length=4096)
+    first = Video3DDataset(scanqa, store, max_length=4096, ground_subject_first=True)
+    ids = loaded.processor.token_ids
+    pos = loaded.processor.config.position
+    n_first = n_count = 0
+    for i, s in enumerate(scanqa):
+        a, b = plain[i], first[i]
+        if not grounds_subject_first(s):  # counts, also of a category with one object
+            assert s.question_type == "count"
+            assert torch.equal(a.input_ids, b.input_ids) and b.object_masks is None
+            n_count += 1
+            continue
+        n_first += 1
+        assert a.object_masks is None and a.coord_points is None and a.positives is None
+        assert _answer_ids(b) == [ids.ground, ids.coord] + _answer_ids(a)
+        objects = read_scene_boxes(generated_root, s.scene_id)
+        k = list(objects.object_ids).index(s.subject_ids[0])
+        assert b.positives == [k] and b.object_masks.shape[0] == len(objects.boxes)
+        want = torch.from_numpy(center_points(objects.boxes[k, :3], pos))[None]
+        assert torch.allclose(b.coord_points, want)
+    assert n_first and n_count
+
+
+def test_a_subject_missing_from_the_room_names_the_sample(generated_root, loaded, tmp_path):
+    path = generated_root / "processed/scanqa_train_llava_style.json"
+    raw = json.loads(path.read_text())
+    row = next(r for r in raw if len(r["metadata"]["subject_object_id"]) == 1)
+    row["metadata"]["subject_object_id"] = [9999]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([row]))
+    samples, _ = read_processed(bad)
+    store = SceneStore(generated_root, loaded.processor, num_frames=4)
+    ds = Video3DDataset(samples, store, max_length=4096, ground_subject_first=True)
+    with pytest.raises(DataError, match=rf"bad.json.*{row['id']}.*subject object 9999 is not"):
+        ds[0]
+
+
+def test_the_option_is_validated_and_off_by_default():
+    r = load_recipe("tiny_generated")
+    assert r.ground_subject_first is False
+    assert r.with_overrides(["ground_subject_first=true"]).ground_subject_first is True
+    with pytest.raises(ValueError, match="ground_subject_first must be true or false"):
+        r.with_overrides(["ground_subject_first=3"])
+
+
+def _engine_on(model, processor, store, scene_id) -> Video3DEngine:
+    engine = Video3DEngine(model, processor, max_new_tokens=8)
+    for i, (rgb, xyz, valid) in enumerate(store.raw_frames(scene_id)):
+        engine.add_keyframe(i, rgb, xyz, valid, stamp_s=float(i))
+    return engine
+
+
+def _question(s) -> str:
+    return s.prompt.replace("Answer the question simply.", "").strip()
+
+
+def test_a_model_that_never_grounds_answers_the_same_with_proposals(generated_root, loaded, scanqa):
+    """The embedded model was not trained to ground inside an answer: handing it proposals
+    changes nothing (``<ground>`` is only taken where it is the model's own best token)."""
+    store = SceneStore(generated_root, loaded.processor, num_frames=4)
+    s0 = scanqa[0]
+    engine = _engine_on(loaded.model, loaded.processor, store, s0.scene_id)
+    boxes = read_scene_boxes(generated_root, s0.scene_id).boxes
+    props = [Box3D(b[:3], b[3:]) for b in boxes]
+    for s in [s for s in scanqa if s.scene_id == s0.scene_id][:4]:
+        with_props = engine.ask(_question(s), proposals=props, groups=2)
+        assert with_props.grounded_index is None
+        assert with_props == engine.ask(_question(s), groups=2)
+
+
+def test_training_teaches_grounding_first_and_the_engine_follows(generated_root, scanqa):
+    loaded = load_pretrained(EMBEDDED_MODEL_DIR)  # trained below: a copy of its own
+    model = loaded.model.train()
+    store = SceneStore(generated_root, loaded.processor, num_frames=4)
+    chosen = [s for s in scanqa if grounds_subject_first(s)][:6]
+    ds = Video3DDataset(chosen, store, max_length=4096, ground_subject_first=True)
+    items = [ds[i] for i in range(len(ds))]
+    step = Video3DForTraining(model, loaded.tokenizer.pad_token_id)
+    first = step(items)
+    assert first.n_ground == len(items)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(20):
+        opt.zero_grad()
+        step(items).loss.backward()
+        opt.step()
+    last = step(items)
+    assert float(last.ground_loss) < 0.5 * float(first.ground_loss)
+    assert float(last.lm_loss) < float(first.lm_loss)
+
+    model.eval()
+    s = chosen[0]
+    engine = _engine_on(model, loaded.processor, store, s.scene_id)
+    objects = read_scene_boxes(generated_root, s.scene_id)
+    props = [Box3D(b[:3], b[3:]) for b in objects.boxes]
+    ans = engine.ask(_question(s), proposals=props)
+    assert ans.grounded_index is not None
+    assert int(objects.object_ids[ans.grounded_index]) == s.subject_ids[0]  # a training question
+    ids = loaded.processor.token_ids
+    assert ids.ground not in ans.token_ids and ids.coord not in ans.token_ids
+    # the same object, found among the proposals in another order
+    order = np.random.default_rng(0).permutation(len(props))
+    again = engine.ask(_question(s), proposals=[props[i] for i in order])
+    assert order[again.grounded_index] == ans.grounded_index and again.text == ans.text
+    # without proposals it answers directly, never emitting the placeholder tokens
+    direct = engine.ask(_question(s))
+    assert direct.grounded_index is None and ids.ground not in direct.token_ids
+    assert Task.SCANQA is s.task
