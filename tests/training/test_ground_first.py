@@ -13,7 +13,10 @@ from video3d_ros.geometry import Box3D
 from video3d_ros.model.checkpoint import load_pretrained
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.position_encoding import center_points
-from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR
+from video3d_ros.query import QueryTask
+from video3d_ros.recordings import open_recording
+from video3d_ros.scan_session import ScanSession, SessionConfig
+from video3d_ros.scene_qa import EMBEDDED_MODEL_DIR, SceneQA, SceneQAConfig
 from video3d_train.data import (
     DataError,
     SceneStore,
@@ -150,3 +153,32 @@ def test_training_teaches_grounding_first_and_the_engine_follows(generated_root,
     direct = engine.ask(_question(s))
     assert direct.grounded_index is None and ids.ground not in direct.token_ids
     assert Task.SCANQA is s.task
+
+    # as the node asks (SceneQA over the recording's keyframes and its own proposals): a model
+    # whose config says it grounds in answers returns the object it grounded with the answer
+    session = ScanSession(open_recording(generated_root / "scannet/posed_images" / s.scene_id),
+                          SessionConfig(frames=8))
+    qa = SceneQA(engine, SceneQAConfig(keyframe_groups=1))
+    assert model.config.grounding.grounds_in_answers is False  # set by train.py, not here
+    plain = session.ask(qa, _question(s), QueryTask.QUESTION)
+    assert plain.success and plain.objects == ()
+    model.config.grounding.grounds_in_answers = True
+    boxes, _ = qa.proposals(session.snapshot)
+    assert boxes  # the room's point clusters
+    res = session.ask(qa, _question(s), QueryTask.QUESTION)
+    assert res.success and res.answer and len(res.objects) == 1
+    obj = res.objects[0]
+    assert obj.box is boxes[obj.proposal_id] and -1.0 <= obj.score <= 1.0
+
+
+def test_training_with_the_option_marks_the_checkpoint(generated_root, tmp_path):
+    from video3d_train.train import train
+
+    recipe = load_recipe("tiny_generated_answers").with_overrides([
+        f"model.checkpoint={EMBEDDED_MODEL_DIR}", f"data.root={generated_root}", "max_steps=2",
+        "ground_subject_first=true", "data.num_frames=4", "save_every_steps=2"])
+    run = train(recipe, tmp_path / "run", progress_bar=False)
+    config = json.loads((run / "final/config.json").read_text())["config"]
+    assert config["grounding"]["grounds_in_answers"] is True
+    assert load_pretrained(run / "final").model.config.grounding.grounds_in_answers is True
+    assert load_pretrained(EMBEDDED_MODEL_DIR).model.config.grounding.grounds_in_answers is False

@@ -339,6 +339,10 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     if recipe.data.tokenizer_files and not recipe.model.tokenizer:
         corpus = read_samples(recipe, recipe.data.tokenizer_files, skip_bad)
     model, tok = build_model_and_tokenizer(recipe, corpus, runtime)
+    if recipe.ground_subject_first:
+        if model.config.grounding is None:
+            raise ValueError("ground_subject_first needs a model with a grounding head")
+        model.config.grounding.grounds_in_answers = True  # saved with every checkpoint
     if accel.is_main_process:
         tok.save_pretrained(str(tok_dir))
         save_recipe(recipe, out / "recipe.yaml")

@@ -222,8 +222,17 @@ class SceneQA:
         answer, objects = "", ()
         if request.task is QueryTask.QUESTION:
             situated = split_situation(request.text)
-            answer = (self.engine.ask_situated(*situated, groups=groups) if situated
-                      else self.engine.ask(request.text, groups=groups)).text
+            # a model trained to ground the question's object before it answers
+            # (grounds_in_answers) grounds it among the proposals; it comes back with the answer
+            g = self.engine.config.grounding
+            boxes, labels = (self.proposals(snapshot) if g is not None and g.grounds_in_answers
+                             else ([], []))
+            reply = (self.engine.ask_situated(*situated, groups=groups, proposals=boxes)
+                     if situated else self.engine.ask(request.text, groups=groups, proposals=boxes))
+            answer = reply.text
+            if reply.grounded_index is not None:
+                i = reply.grounded_index
+                objects = (GroundedObject(i, reply.grounded_score, boxes[i], labels[i]),)
         elif request.task is QueryTask.CAPTION:
             assert request.target is not None  # validate_request guarantees it
             answer = self.engine.caption(request.target, groups=groups).text

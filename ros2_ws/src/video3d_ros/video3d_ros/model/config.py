@@ -278,8 +278,15 @@ class GroundingConfig:
     # the selection's threshold: a cumulative probability in (0, 1] (paper: 0.4), or the
     # minimum cosine score in [0, 1)
     multi_object_threshold: float = 0.4
+    # ours (False: the paper): the model was trained to ground the object a question names
+    # before it answers (recipe ground_subject_first), so callers hand it the proposals with
+    # a question (Video3DEngine.generate's proposals)
+    grounds_in_answers: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.grounds_in_answers, bool):
+            raise ValueError(f"grounding grounds_in_answers must be true or false, got "
+                             f"{self.grounds_in_answers!r}")
         self.object_feature = ObjectFeatureKind(self.object_feature)
         self.loss = GroundLossKind(self.loss)
         self.multi_object_selection = MultiObjectSelection(self.multi_object_selection)

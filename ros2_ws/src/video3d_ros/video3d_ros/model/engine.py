@@ -113,6 +113,7 @@ class Answer:
     # the proposal the answer grounded before answering (a model trained to ground the
     # question's object first emits <ground>: generate's ``proposals``), else None
     grounded_index: int | None = None
+    grounded_score: float | None = None  # its cosine score (the groups' mean)
 
 
 @dataclass
@@ -275,6 +276,7 @@ class Video3DEngine:
         coord = self._coord_embeds(coord_box)
         can_ground = bool(proposals) and self.model.ground_head is not None
         grounded: int | None = None
+        g_score: float | None = None
         with self._lock, self._model_errors(), self._grouped(use_cache, task_text, groups) as run:
             objects = self._object_features(list(proposals)) if can_ground else None
             scores = run(suffix, coord)
@@ -291,13 +293,15 @@ class Video3DEngine:
                     run([nxt], None)
                     per_group = [self.model.ground_scores(h, objects).float()
                                  for h in run.last_hidden]
-                    grounded = int(torch.argmax(torch.stack(per_group).mean(0)[:len(proposals)]))
+                    g_scores = torch.stack(per_group).mean(0)[:len(proposals)]  # (N,)
+                    grounded = int(torch.argmax(g_scores))
+                    g_score = float(g_scores[grounded])
                     scores = run([ids.coord], self._coord_embeds(proposals[grounded]))
                     continue
                 tokens.append(nxt)
                 scores = run([nxt], None)
         return Answer(text=self.processor.decode(tokens), token_ids=tokens,
-                      grounded_index=grounded)
+                      grounded_index=grounded, grounded_score=g_score)
 
     @torch.inference_mode()
     def next_token_logits(self, task_text: str, use_cache: bool = True,
