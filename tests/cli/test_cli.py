@@ -296,6 +296,23 @@ def test_question_prints_the_models_answer(layouts_tum, tiny_model_dir, capsys):
     assert out == expected.answer + "\n"
 
 
+def test_a_question_prints_the_object_its_answer_grounded(capsys):
+    """A model trained to ground before it answers returns that object with the answer."""
+    import argparse
+
+    from video3d_ros.query import GroundedObject, QueryResult, QueryStatus
+
+    box = Box3D(np.array([1.0, 2.0, 0.5]), np.array([0.4, 0.3, 0.2]))
+    result = QueryResult(QueryStatus.OK, answer="on desk", task=QueryTask.QUESTION,
+                         objects=(GroundedObject(7, 0.8125, box),))
+    cli._print_result(result, "where is the cup?", None, argparse.Namespace(json=None, png=None), None)
+    assert capsys.readouterr().out == ("on desk\nabout box 7: score 0.812 centre (1.00, 2.00, 0.50) m "
+                                       "size (0.40, 0.30, 0.20) m\n")
+    cli._print_result(QueryResult(QueryStatus.OK, answer="two", task=QueryTask.QUESTION), "how many?",
+                      None, argparse.Namespace(json=None, png=None), None)
+    assert capsys.readouterr().out == "two\n"
+
+
 @pytest.fixture(scope="module")
 def layouts_tum(observations, tmp_path_factory):
     return write_tum(observations, tmp_path_factory.mktemp("tum_cli") / "tum")

@@ -186,15 +186,21 @@ def _print_result(result: QueryResult, question: str, session, args, n: int | No
             if not result.objects:
                 print("no object matches", flush=True)
             for o in result.objects:
-                c, s = o.box.center_m, o.box.size_m
-                print(f"box {o.proposal_id}: score {o.score:.3f} centre ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f}) m "
-                      f"size ({s[0]:.2f}, {s[1]:.2f}, {s[2]:.2f}) m", flush=True)
+                print(_box_line(o), flush=True)
         else:
             print(result.answer, flush=True)
+            for o in result.objects:  # the object a model that grounds in answers found
+                print(f"about {_box_line(o)}", flush=True)
     if args.png is not None and result.objects:
         path = args.png if n is None else _numbered(args.png, n)
         atomic_write_bytes(path, grounding_figure(session.snapshot, result.objects, session.K_color,
                                                   title=f"{question!r} — {session.reader.path.name}"))
+
+
+def _box_line(o) -> str:
+    c, s = o.box.center_m, o.box.size_m
+    return (f"box {o.proposal_id}: score {o.score:.3f} centre ({c[0]:.2f}, {c[1]:.2f}, {c[2]:.2f}) m "
+            f"size ({s[0]:.2f}, {s[1]:.2f}, {s[2]:.2f}) m")
 
 
 def _numbered(path: Path, n: int) -> Path:
