@@ -1,7 +1,8 @@
 """Grounding before answering (our option ``ground_subject_first``): a ScanQA question that
 names one object is trained as ``<ground><coord>answer`` — the grounding loss at ``<ground>``
-on that object, its box in ``<coord>`` — and the engine, given proposals, grounds where the
-model emits ``<ground>`` and feeds the best proposal's box into ``<coord>``."""
+on that object, its object feature in ``<coord>`` — and the engine, given proposals, grounds
+where the model emits ``<ground>`` and feeds the best proposal's object feature into
+``<coord>``."""
 
 import json
 
@@ -64,8 +65,9 @@ def test_items_ground_the_named_object_first(generated_root, loaded, scanqa):
         objects = read_scene_boxes(generated_root, s.scene_id)
         k = list(objects.object_ids).index(s.subject_ids[0])
         assert b.positives == [k] and b.object_masks.shape[0] == len(objects.boxes)
-        want = torch.from_numpy(center_points(objects.boxes[k, :3], pos))[None]
-        assert torch.allclose(b.coord_points, want)
+        assert b.coord_object == k and b.coord_points is None  # its object feature, not a box
+        want = torch.from_numpy(center_points(objects.boxes[k, :3], pos))
+        assert torch.allclose(b.object_centres[k], want)
     assert n_first and n_count
 
 

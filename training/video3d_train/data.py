@@ -552,6 +552,8 @@ class Item:
     # the answer is about (the sample's object_ids); target of the answer losses (step.py)
     subject_cells: torch.Tensor | None = None  # (F, G, G) bool: likewise for the objects the
     # question names (the sample's subject_ids); target of the subject-attention loss
+    coord_object: int | None = None  # candidate whose object feature (what the grounding head
+    # scores: its pooled patches + box encoding) goes into <coord> (ground_subject_first)
 
 
 def target_indices(sample: Sample, objects: SceneObjects) -> list[int]:
@@ -621,28 +623,28 @@ class Video3DDataset(torch.utils.data.Dataset):
             sizes = torch.from_numpy(size_points(boxes[:, 3:], pos_cfg))
             if candidates is None:
                 positives = target_indices(s, scene.objects)
-        box = None
+        coord_object = None
         if s.task is Task.SCAN2CAP:
             box = s.box_input if s.box_input is not None else s.target_boxes[0]
+            coord = torch.from_numpy(center_points(box[:3], pos_cfg))[None]
+            coord_size = torch.from_numpy(size_points(box[3:], pos_cfg))[None]
         elif first and with_answer:
-            # the question's object: its candidates and their features as for grounding (the
-            # loss at <ground>), its truth box into the <coord> that follows (teacher forcing;
-            # at inference the engine puts the grounded proposal there)
+            # the question's object: the room's objects as grounding candidates (the loss at
+            # <ground>), the named one's object feature into the <coord> that follows (teacher
+            # forcing; at inference the engine puts the grounded proposal's there)
             boxes = scene.objects.boxes
             masks, positives = scene.object_masks, _subject_index(s, scene.objects)
             centres = torch.from_numpy(center_points(boxes[:, :3], pos_cfg))
             sizes = torch.from_numpy(size_points(boxes[:, 3:], pos_cfg))
-            box = boxes[positives[0]]
-        if box is not None:
-            coord = torch.from_numpy(center_points(box[:3], pos_cfg))[None]
-            coord_size = torch.from_numpy(size_points(box[3:], pos_cfg))[None]
+            coord_object = positives[0]
         answer = subject = None
         if s.task in self.answer_tasks:
             g = proc.config.grid.pooled_per_side
             answer = object_token_cells(s.object_ids, scene, g) if s.object_ids else None
             subject = object_token_cells(s.subject_ids, scene, g) if s.subject_ids else None
         return Item(s, enc.input_ids, enc.labels, scene.pixel_values, scene.token_points,
-                    masks, centres, positives, coord, sizes, coord_size, answer, subject)
+                    masks, centres, positives, coord, sizes, coord_size, answer, subject,
+                    coord_object)
 
 
 def grounds_subject_first(sample: Sample) -> bool:

@@ -224,7 +224,7 @@ class TrainRecipe:
     subject_attention_heads: int = 1  # its heads that loss supervises (the first k)
     ground_subject_first: bool = False  # our option (off: the paper): a ScanQA question that
     # names one object is answered "<ground><coord>answer" — ground that object (grounding
-    # loss), read the truth box put into <coord>, then answer (data.grounds_subject_first)
+    # loss), read its object feature put into <coord>, then answer (data.grounds_subject_first)
     precision: Precision = Precision.FP32  # bf16 autocast on GPU
     gradient_checkpointing: bool = False  # recompute activations of the LLM and tower
     distributed: DistributedEngine = DistributedEngine.NONE  # sharding engine under torchrun

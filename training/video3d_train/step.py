@@ -371,22 +371,28 @@ class Video3DForTraining(nn.Module):
         enc = m.encode_frames(frames, points)
         counts = [it.pixel_values.shape[0] for it in items]
         video = enc.tokens.reshape(-1, enc.tokens.shape[-1])  # (ΣF·T_f, D), batch order
-        coord_items = [it for it in items if it.coord_points is not None]
-        coord_embeds = None
-        if coord_items:
-            sizes = [it.coord_sizes for it in coord_items]
-            coord_embeds = m.encode_boxes(  # (M, D)
-                torch.cat([it.coord_points for it in coord_items]),
-                None if any(x is None for x in sizes) else torch.cat(sizes))
-        ids, labels, mask = (x.to(dev) for x in padded or pad_batch(items, self.pad_id))
-        out = m(ids, video_tokens=video, coord_embeds=coord_embeds, attention_mask=mask,
-                labels=labels if with_labels else None, output_attentions=output_attentions)
-        scores: dict[int, torch.Tensor] = {}
         cfg = m.config
+        per_item = None
         if any(it.object_masks is not None for it in items):
             feats = (enc.patch_features if cfg.grounding.object_feature
                      is ObjectFeatureKind.PATCH14 else enc.pooled_features)  # (ΣF, C, C, D)
             per_item = torch.split(feats, counts)
+        coords = []  # one (1, D) per <coord>, in batch order (one per item at most)
+        for b, it in enumerate(items):
+            if it.coord_object is not None:  # ground_subject_first: the named object's feature
+                k = it.coord_object
+                coords.append(m.object_features(
+                    per_item[b], [it.object_masks[k]],
+                    it.object_centres[k:k + 1] if cfg.grounding.add_center_encoding else None,
+                    None if it.object_sizes is None else it.object_sizes[k:k + 1]))
+            elif it.coord_points is not None:
+                coords.append(m.encode_boxes(it.coord_points, it.coord_sizes))
+        coord_embeds = torch.cat(coords) if coords else None  # (M, D)
+        ids, labels, mask = (x.to(dev) for x in padded or pad_batch(items, self.pad_id))
+        out = m(ids, video_tokens=video, coord_embeds=coord_embeds, attention_mask=mask,
+                labels=labels if with_labels else None, output_attentions=output_attentions)
+        scores: dict[int, torch.Tensor] = {}
+        if per_item is not None:
             gid = cfg.token_ids.ground
             for b, it in enumerate(items):
                 if it.object_masks is None:

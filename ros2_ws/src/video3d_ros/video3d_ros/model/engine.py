@@ -19,8 +19,9 @@ groups".)
 Grounding inside an answer: given ``proposals``, a text answer that begins with ``<ground>``
 (a model trained with the recipe option ``ground_subject_first``: it grounds the object the
 question names, then answers) is continued as training taught it — the proposals are scored
-at ``<ground>`` as for a grounding query, and the best one's box goes into the ``<coord>``
-fed next (``Answer.grounded_index``). Without proposals ``<ground>`` is never chosen. (Ours,
+at ``<ground>`` as for a grounding query, and the best one's object feature (what the
+grounding head scored: its pooled patches and box encoding) goes into the ``<coord>`` fed next
+(``Answer.grounded_index``). Without proposals ``<ground>`` is never chosen. (Ours,
 not the paper's.)
 
 Keyframes are ordered by ``stamp_s`` (then insertion). :meth:`sync` makes the
@@ -296,7 +297,8 @@ class Video3DEngine:
                     g_scores = torch.stack(per_group).mean(0)[:len(proposals)]  # (N,)
                     grounded = int(torch.argmax(g_scores))
                     g_score = float(g_scores[grounded])
-                    scores = run([ids.coord], self._coord_embeds(proposals[grounded]))
+                    # its object feature (pooled patches + box encoding, as scored) into <coord>
+                    scores = run([ids.coord], objects[grounded:grounded + 1])
                     continue
                 tokens.append(nxt)
                 scores = run([nxt], None)
