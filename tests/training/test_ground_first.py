@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from video3d_ros.geometry import Box3D
-from video3d_ros.model.checkpoint import load_pretrained
+from video3d_ros.model.checkpoint import load_pretrained, save_pretrained
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.position_encoding import center_points
 from video3d_ros.query import QueryTask
@@ -26,6 +26,7 @@ from video3d_train.data import (
     read_processed,
     read_scene_boxes,
 )
+from video3d_train.evaluate import Evaluator
 from video3d_train.metrics import Task
 from video3d_train.recipes import load_recipe
 from video3d_train.step import Video3DForTraining
@@ -118,7 +119,7 @@ def test_a_model_that_never_grounds_answers_the_same_with_proposals(generated_ro
         assert with_props == engine.ask(_question(s), groups=2)
 
 
-def test_training_teaches_grounding_first_and_the_engine_follows(generated_root, scanqa):
+def test_training_teaches_grounding_first_and_the_engine_follows(generated_root, scanqa, tmp_path):
     loaded = load_pretrained(EMBEDDED_MODEL_DIR)  # trained below: a copy of its own
     model = loaded.model.train()
     store = SceneStore(generated_root, loaded.processor, num_frames=4)
@@ -171,6 +172,14 @@ def test_training_teaches_grounding_first_and_the_engine_follows(generated_root,
     assert res.success and res.answer and len(res.objects) == 1
     obj = res.objects[0]
     assert obj.box is boxes[obj.proposal_id] and -1.0 <= obj.score <= 1.0
+
+    # video3d-eval hands such a checkpoint the scene's boxes with a question and records the
+    # box it grounded; a checkpoint without the mark is asked as before
+    save_pretrained(model, loaded.tokenizer, tmp_path / "ckpt", trained_frames=4)
+    rec = Evaluator(tmp_path / "ckpt", generated_root, 4).text([s])[0]
+    k = list(objects.object_ids).index(s.subject_ids[0])
+    assert rec["grounded_box"] == pytest.approx(objects.boxes[k].tolist(), abs=1e-5)
+    assert "grounded_box" not in Evaluator(EMBEDDED_MODEL_DIR, generated_root, 4).text([s])[0]
 
 
 def test_training_with_the_option_marks_the_checkpoint(generated_root, tmp_path):

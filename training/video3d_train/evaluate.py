@@ -220,9 +220,11 @@ class Evaluator:
                         out.append(rec)
                         continue
                 coord = None if box is None else Box3D(box[:3], box[3:])
-                # questions: the scene's candidates, for a model that grounds the question's
-                # object before it answers (Video3DEngine.generate)
-                cands = None if s.task is Task.SCAN2CAP else self.candidates(scene_id)
+                # a model that grounds the question's object before it answers gets the
+                # scene's candidates with a question (Video3DEngine.generate)
+                g = self.model.config.grounding
+                asks_with_boxes = s.task is not Task.SCAN2CAP and g is not None and g.grounds_in_answers
+                cands = self.candidates(scene_id) if asks_with_boxes else None
                 ans = self.engine.generate(
                     s.prompt, coord_box=coord, groups=self.groups,
                     proposals=None if cands is None else [Box3D(b[:3], b[3:]) for b in cands])
