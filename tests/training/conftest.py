@@ -30,3 +30,22 @@ def make_rooms():
 def generated_root(tmp_path_factory) -> Path:
     return generate_rooms(tmp_path_factory.mktemp("gen"), num_scenes=3, seed=7, val_fraction=0.34,
                           width=64, height=48, n_frames=40, frame_stride=10)
+
+
+@pytest.fixture(scope="session")
+def fit():
+    """``fit(step, items, steps)``: the step's output on ``items`` before and after ``steps``
+    Adam updates (lr 3e-3) on them — whether a loss moves the weights the way it should."""
+    import torch
+
+    def run(step, items, steps: int, lr: float = 3e-3):
+        first = step(items)
+        opt = torch.optim.Adam(step.model.parameters(), lr=lr)
+        for _ in range(steps):
+            opt.zero_grad()
+            step(items).loss.backward()
+            opt.step()
+        return first, step(items)
+
+    return run
+

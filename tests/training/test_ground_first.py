@@ -119,7 +119,7 @@ def test_a_model_that_never_grounds_answers_the_same_with_proposals(generated_ro
         assert with_props == engine.ask(_question(s), groups=2)
 
 
-def test_training_teaches_grounding_first_and_the_engine_follows(generated_root, scanqa, tmp_path):
+def test_training_teaches_grounding_first_and_the_engine_follows(generated_root, scanqa, tmp_path, fit):
     loaded = load_pretrained(EMBEDDED_MODEL_DIR)  # trained below: a copy of its own
     model = loaded.model.train()
     store = SceneStore(generated_root, loaded.processor, num_frames=4)
@@ -127,14 +127,8 @@ def test_training_teaches_grounding_first_and_the_engine_follows(generated_root,
     ds = Video3DDataset(chosen, store, max_length=4096, ground_subject_first=True)
     items = [ds[i] for i in range(len(ds))]
     step = Video3DForTraining(model, loaded.tokenizer.pad_token_id)
-    first = step(items)
+    first, last = fit(step, items, 20)
     assert first.n_ground == len(items)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(20):
-        opt.zero_grad()
-        step(items).loss.backward()
-        opt.step()
-    last = step(items)
     assert float(last.ground_loss) < 0.5 * float(first.ground_loss)
     assert float(last.lm_loss) < float(first.lm_loss)
 
