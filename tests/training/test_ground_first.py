@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from video3d_ros.geometry import Box3D
+from video3d_ros.geometry import Box3D, nearest_boxes
 from video3d_ros.model.checkpoint import load_pretrained, save_pretrained
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.position_encoding import center_points
@@ -50,6 +50,8 @@ def test_items_ground_the_named_object_first(generated_root, loaded, scanqa):
     store = SceneStore(generated_root, loaded.processor, num_frames=4)
     plain = Video3DDataset(scanqa, store, max_length=4096)
     first = Video3DDataset(scanqa, store, max_length=4096, ground_subject_first=True)
+    near = Video3DDataset(scanqa, store, max_length=4096, ground_subject_first=True,
+                          subject_neighbours=2)
     ids = loaded.processor.token_ids
     pos = loaded.processor.config.position
     n_first = n_count = 0
@@ -66,9 +68,12 @@ def test_items_ground_the_named_object_first(generated_root, loaded, scanqa):
         objects = read_scene_boxes(generated_root, s.scene_id)
         k = list(objects.object_ids).index(s.subject_ids[0])
         assert b.positives == [k] and b.object_masks.shape[0] == len(objects.boxes)
-        assert b.coord_object == k and b.coord_points is None  # its object feature, not a box
+        assert b.coord_objects == [k] and b.coord_points is None  # its object feature, not a box
         want = torch.from_numpy(center_points(objects.boxes[k, :3], pos))
         assert torch.allclose(b.object_centres[k], want)
+        c = near[i]  # and its two nearest objects' features, a <coord> each
+        assert c.coord_objects == [k] + nearest_boxes(objects.boxes, k, 2) and c.positives == [k]
+        assert _answer_ids(c) == [ids.ground, ids.coord, ids.coord, ids.coord] + _answer_ids(a)
     assert n_first and n_count
 
 
@@ -88,10 +93,25 @@ def test_a_subject_missing_from_the_room_names_the_sample(generated_root, loaded
 
 def test_the_option_is_validated_and_off_by_default():
     r = load_recipe("tiny_generated")
-    assert r.ground_subject_first is False
+    assert r.ground_subject_first is False and r.ground_subject_neighbours == 0
     assert r.with_overrides(["ground_subject_first=true"]).ground_subject_first is True
     with pytest.raises(ValueError, match="ground_subject_first must be true or false"):
         r.with_overrides(["ground_subject_first=3"])
+    with pytest.raises(ValueError, match="ground_subject_neighbours must be an integer >= 0"):
+        r.with_overrides(["ground_subject_neighbours=-1"])
+
+
+def test_nearest_boxes_by_gap_then_centre():
+    rows = np.array([[0, 0, 0, 1, 1, 1],          # the box itself
+                     [0, 0, 0.9, 0.5, 0.5, 1],    # standing on it: gap 0, centre 0.9 m
+                     [3, 0, 0, 1, 1, 1],          # 2 m away
+                     [1.2, 0, 0, 1, 1, 1],        # 0.2 m away
+                     [0, -1.0, 0, 1, 1, 1]])      # touching its side: gap 0, centre 1 m
+    assert nearest_boxes(rows, 0, 3) == [1, 4, 3]  # gap 0 twice: the nearer centre first
+    assert nearest_boxes(rows, 0, 10) == [1, 4, 3, 2]
+    assert nearest_boxes(rows, 2, 1) == [3] and nearest_boxes(rows, 0, 0) == []
+    with pytest.raises(ValueError, match="box index 5 out of range for 5 boxes"):
+        nearest_boxes(rows, 5, 1)
 
 
 def _engine_on(model, processor, store, scene_id) -> Video3DEngine:
@@ -124,7 +144,9 @@ def test_training_teaches_grounding_first_and_the_engine_follows(generated_root,
     model = loaded.model.train()
     store = SceneStore(generated_root, loaded.processor, num_frames=4)
     chosen = [s for s in scanqa if grounds_subject_first(s)][:6]
-    ds = Video3DDataset(chosen, store, max_length=4096, ground_subject_first=True)
+    ds = Video3DDataset(chosen, store, max_length=4096, ground_subject_first=True,
+                        subject_neighbours=2)
+    model.config.grounding.answer_neighbours = 2  # as train.py records it
     items = [ds[i] for i in range(len(ds))]
     step = Video3DForTraining(model, loaded.tokenizer.pad_token_id)
     first, last = fit(step, items, 20)

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from video3d_ros.geometry import Box3D, box_iou_matrix, depth_to_world_m
+from video3d_ros.geometry import Box3D, box_iou_matrix, depth_to_world_m, nearest_boxes
 from video3d_ros.keyframes import SamplingStrategy, uniform_indices
 from video3d_ros.keyframes.scan_io import (
     ScanFormatError,
@@ -552,8 +552,9 @@ class Item:
     # the answer is about (the sample's object_ids); target of the answer losses (step.py)
     subject_cells: torch.Tensor | None = None  # (F, G, G) bool: likewise for the objects the
     # question names (the sample's subject_ids); target of the subject-attention loss
-    coord_object: int | None = None  # candidate whose object feature (what the grounding head
-    # scores: its pooled patches + box encoding) goes into <coord> (ground_subject_first)
+    coord_objects: list[int] | None = None  # candidates whose object features (what the
+    # grounding head scores: pooled patches + box encoding) go into the <coord>s, in order
+    # (ground_subject_first: the named object, then its nearest neighbours)
 
 
 def target_indices(sample: Sample, objects: SceneObjects) -> list[int]:
@@ -577,15 +578,19 @@ class Video3DDataset(torch.utils.data.Dataset):
 
     def __init__(self, samples: Sequence[Sample], store: SceneStore, max_length: int,
                  answer_tasks: Collection[Task] = (Task.SCANQA,),
-                 ground_subject_first: bool = False):
+                 ground_subject_first: bool = False, subject_neighbours: int = 0):
         """``answer_tasks``: tasks whose samples with ``object_ids`` get ``answer_cells``.
         ``ground_subject_first``: a single-turn ScanQA sample whose question names one object
-        (``subject_ids``) is answered ``<ground><coord>answer`` (:func:`grounds_subject_first`)."""
+        (``subject_ids``) is answered ``<ground><coord>answer`` (:func:`grounds_subject_first`),
+        with ``subject_neighbours`` more ``<coord>``s for the objects nearest it."""
+        if subject_neighbours < 0:
+            raise ValueError(f"subject_neighbours must be >= 0, got {subject_neighbours}")
         self.samples = list(samples)
         self.store = store
         self.max_length = max_length
         self.answer_tasks = frozenset(answer_tasks)
         self.ground_subject_first = ground_subject_first
+        self.subject_neighbours = subject_neighbours
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -606,8 +611,13 @@ class Video3DDataset(torch.utils.data.Dataset):
         scene = self.store.load(s.scene_id)
         proc = self.store.processor
         n_frames = scene.pixel_values.shape[0]
-        first = self.ground_subject_first and grounds_subject_first(s)
-        answer_text = f"{GROUND_TOKEN}{COORD_TOKEN}{s.answer}" if first else s.answer
+        first = self.ground_subject_first and grounds_subject_first(s) and with_answer
+        coord_objects = None
+        answer_text = s.answer
+        if first:  # the named object, then its nearest neighbours: one <coord> each
+            k = _subject_index(s, scene.objects)[0]
+            coord_objects = [k] + nearest_boxes(scene.objects.boxes, k, self.subject_neighbours)
+            answer_text = f"{GROUND_TOKEN}{COORD_TOKEN * len(coord_objects)}{s.answer}"
         enc = (proc.encode(n_frames, s.prompt, answer_text, s.follow_ups) if with_answer
                else proc.encode(n_frames, s.prompt))
         if enc.input_ids.numel() > self.max_length:
@@ -623,20 +633,19 @@ class Video3DDataset(torch.utils.data.Dataset):
             sizes = torch.from_numpy(size_points(boxes[:, 3:], pos_cfg))
             if candidates is None:
                 positives = target_indices(s, scene.objects)
-        coord_object = None
         if s.task is Task.SCAN2CAP:
             box = s.box_input if s.box_input is not None else s.target_boxes[0]
             coord = torch.from_numpy(center_points(box[:3], pos_cfg))[None]
             coord_size = torch.from_numpy(size_points(box[3:], pos_cfg))[None]
-        elif first and with_answer:
+        elif first:
             # the question's object: the room's objects as grounding candidates (the loss at
-            # <ground>), the named one's object feature into the <coord> that follows (teacher
-            # forcing; at inference the engine puts the grounded proposal's there)
+            # <ground>), the named one's object feature (and its neighbours') into the <coord>s
+            # that follow (teacher forcing; at inference the engine puts the grounded
+            # proposal's there)
             boxes = scene.objects.boxes
-            masks, positives = scene.object_masks, _subject_index(s, scene.objects)
+            masks, positives = scene.object_masks, coord_objects[:1]
             centres = torch.from_numpy(center_points(boxes[:, :3], pos_cfg))
             sizes = torch.from_numpy(size_points(boxes[:, 3:], pos_cfg))
-            coord_object = positives[0]
         answer = subject = None
         if s.task in self.answer_tasks:
             g = proc.config.grid.pooled_per_side
@@ -644,7 +653,7 @@ class Video3DDataset(torch.utils.data.Dataset):
             subject = object_token_cells(s.subject_ids, scene, g) if s.subject_ids else None
         return Item(s, enc.input_ids, enc.labels, scene.pixel_values, scene.token_points,
                     masks, centres, positives, coord, sizes, coord_size, answer, subject,
-                    coord_object)
+                    coord_objects)
 
 
 def grounds_subject_first(sample: Sample) -> bool:

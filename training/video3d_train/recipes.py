@@ -225,6 +225,8 @@ class TrainRecipe:
     ground_subject_first: bool = False  # our option (off: the paper): a ScanQA question that
     # names one object is answered "<ground><coord>answer" — ground that object (grounding
     # loss), read its object feature put into <coord>, then answer (data.grounds_subject_first)
+    ground_subject_neighbours: int = 0  # with it: the features of this many objects nearest
+    # the named one follow it, one <coord> each (what is next to / under it)
     precision: Precision = Precision.FP32  # bf16 autocast on GPU
     gradient_checkpointing: bool = False  # recompute activations of the LLM and tower
     distributed: DistributedEngine = DistributedEngine.NONE  # sharding engine under torchrun
@@ -248,6 +250,10 @@ class TrainRecipe:
         _positive(self, "answer_attention_heads")
         _to_float(self, "subject_attention_loss_scale", "subject_attention_loss_scale")
         _positive(self, "subject_attention_heads")
+        if isinstance(self.ground_subject_neighbours, bool) \
+                or not isinstance(self.ground_subject_neighbours, int) or self.ground_subject_neighbours < 0:
+            raise ValueError(f"ground_subject_neighbours must be an integer >= 0, got "
+                             f"{self.ground_subject_neighbours!r}")
         if not isinstance(self.ground_subject_first, bool):
             raise ValueError(f"ground_subject_first must be true or false, got "
                              f"{self.ground_subject_first!r}")

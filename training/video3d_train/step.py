@@ -377,14 +377,14 @@ class Video3DForTraining(nn.Module):
             feats = (enc.patch_features if cfg.grounding.object_feature
                      is ObjectFeatureKind.PATCH14 else enc.pooled_features)  # (ΣF, C, C, D)
             per_item = torch.split(feats, counts)
-        coords = []  # one (1, D) per <coord>, in batch order (one per item at most)
+        coords = []  # (n, D) per item with <coord>s, in batch order
         for b, it in enumerate(items):
-            if it.coord_object is not None:  # ground_subject_first: the named object's feature
-                k = it.coord_object
+            if it.coord_objects is not None:  # ground_subject_first: the objects' features
+                ks = it.coord_objects
                 coords.append(m.object_features(
-                    per_item[b], [it.object_masks[k]],
-                    it.object_centres[k:k + 1] if cfg.grounding.add_center_encoding else None,
-                    None if it.object_sizes is None else it.object_sizes[k:k + 1]))
+                    per_item[b], [it.object_masks[k] for k in ks],
+                    it.object_centres[ks] if cfg.grounding.add_center_encoding else None,
+                    None if it.object_sizes is None else it.object_sizes[ks]))
             elif it.coord_points is not None:
                 coords.append(m.encode_boxes(it.coord_points, it.coord_sizes))
         coord_embeds = torch.cat(coords) if coords else None  # (M, D)

@@ -4,7 +4,7 @@ Conventions: metres and pixels in names; camera optical frame (x right, y
 down, z forward); ``T_a_b`` maps points from frame b to frame a.
 """
 
-from .boxes import Box3D, box_iou_3d, box_iou_matrix, greedy_suppression, points_in_box_mask
+from .boxes import Box3D, box_iou_3d, box_iou_matrix, greedy_suppression, nearest_boxes, points_in_box_mask
 from .depth import PointMap, depth_to_metres, depth_to_world_m
 from .tokens import (
     Aggregation,
@@ -32,6 +32,7 @@ __all__ = [
     "box_iou_3d",
     "box_iou_matrix",
     "greedy_suppression",
+    "nearest_boxes",
     "crop_inside_mask",
     "crop_source_indices",
     "depth_to_metres",

@@ -93,6 +93,21 @@ def greedy_suppression(rows: np.ndarray, suppress_iou: float, limit: int | None 
     return kept
 
 
+def nearest_boxes(rows: np.ndarray, index: int, k: int) -> list[int]:
+    """The ``k`` boxes of (N, 6) ``rows`` nearest box ``index`` (itself excluded), nearest
+    first: by the gap between the boxes in metres (the length of the shortest segment between
+    them; 0 where they touch or overlap, as an object and what it stands on), ties by the
+    distance between centres."""
+    r = _as_rows(rows, "rows")
+    if not 0 <= index < len(r):
+        raise ValueError(f"box index {index} out of range for {len(r)} boxes")
+    lo, hi = r[:, :3] - r[:, 3:] / 2, r[:, :3] + r[:, 3:] / 2
+    gap_m = np.linalg.norm(np.maximum(0.0, np.maximum(lo - hi[index], lo[index] - hi)), axis=1)
+    centre_m = np.linalg.norm(r[:, :3] - r[index, :3], axis=1)
+    order = [int(i) for i in np.lexsort((centre_m, gap_m)) if i != index]
+    return order[:max(k, 0)]
+
+
 def box_iou_3d(a: Box3D, b: Box3D) -> float:
     """IoU of two axis-aligned boxes."""
     return float(box_iou_matrix(a, b)[0, 0])

@@ -282,11 +282,19 @@ class GroundingConfig:
     # before it answers (recipe ground_subject_first), so callers hand it the proposals with
     # a question (Video3DEngine.generate's proposals)
     grounds_in_answers: bool = False
+    # ours: with grounds_in_answers, the features of this many objects nearest the grounded
+    # one (geometry.nearest_boxes) follow it, one <coord> each — an answer that names another
+    # object (what is next to / under it) can read that object there
+    answer_neighbours: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.grounds_in_answers, bool):
             raise ValueError(f"grounding grounds_in_answers must be true or false, got "
                              f"{self.grounds_in_answers!r}")
+        if isinstance(self.answer_neighbours, bool) or not isinstance(self.answer_neighbours, int) \
+                or self.answer_neighbours < 0:
+            raise ValueError(f"grounding answer_neighbours must be an integer >= 0, got "
+                             f"{self.answer_neighbours!r}")
         self.object_feature = ObjectFeatureKind(self.object_feature)
         self.loss = GroundLossKind(self.loss)
         self.multi_object_selection = MultiObjectSelection(self.multi_object_selection)

@@ -21,7 +21,8 @@ Grounding inside an answer: given ``proposals``, a text answer that begins with 
 question names, then answers) is continued as training taught it — the proposals are scored
 at ``<ground>`` as for a grounding query, and the best one's object feature (what the
 grounding head scored: its pooled patches and box encoding) goes into the ``<coord>`` fed next
-(``Answer.grounded_index``). Without proposals ``<ground>`` is never chosen. (Ours,
+(``Answer.grounded_index``), followed by the features of the ``grounding.answer_neighbours``
+proposals nearest it, a ``<coord>`` each. Without proposals ``<ground>`` is never chosen. (Ours,
 not the paper's.)
 
 Keyframes are ordered by ``stamp_s`` (then insertion). :meth:`sync` makes the
@@ -55,7 +56,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import DynamicCache
 
-from video3d_ros.geometry import Box3D
+from video3d_ros.geometry import Box3D, nearest_boxes
 
 from .checkpoint import PAPER_TRAINED_FRAMES
 from .config import ObjectFeatureKind
@@ -280,6 +281,7 @@ class Video3DEngine:
         g_score: float | None = None
         with self._lock, self._model_errors(), self._grouped(use_cache, task_text, groups) as run:
             objects = self._object_features(list(proposals)) if can_ground else None
+            rows = np.stack([b.as_row() for b in proposals]) if can_ground else None
             scores = run(suffix, coord)
             tokens: list[int] = []
             for step in range(limit):
@@ -297,8 +299,11 @@ class Video3DEngine:
                     g_scores = torch.stack(per_group).mean(0)[:len(proposals)]  # (N,)
                     grounded = int(torch.argmax(g_scores))
                     g_score = float(g_scores[grounded])
-                    # its object feature (pooled patches + box encoding, as scored) into <coord>
-                    scores = run([ids.coord], objects[grounded:grounded + 1])
+                    # its object feature (pooled patches + box encoding, as scored) into a
+                    # <coord>, then its nearest neighbours' as the model was trained
+                    near = nearest_boxes(rows, grounded, self.config.grounding.answer_neighbours)
+                    fed = [grounded] + near
+                    scores = run([ids.coord] * len(fed), objects[fed])
                     continue
                 tokens.append(nxt)
                 scores = run([nxt], None)
