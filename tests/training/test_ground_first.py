@@ -98,7 +98,11 @@ def test_the_option_is_validated_and_off_by_default():
     with pytest.raises(ValueError, match="ground_subject_first must be true or false"):
         r.with_overrides(["ground_subject_first=3"])
     with pytest.raises(ValueError, match="ground_subject_neighbours must be an integer >= 0"):
-        r.with_overrides(["ground_subject_neighbours=-1"])
+        r.with_overrides(["ground_subject_first=true", "ground_subject_neighbours=-1"])
+    with pytest.raises(ValueError, match="ground_subject_neighbours needs ground_subject_first"):
+        r.with_overrides(["ground_subject_neighbours=2"])
+    assert r.with_overrides(["ground_subject_first=true",
+                             "ground_subject_neighbours=2"]).ground_subject_neighbours == 2
 
 
 def test_nearest_boxes_by_gap_then_centre():

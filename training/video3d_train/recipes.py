@@ -257,6 +257,8 @@ class TrainRecipe:
         if not isinstance(self.ground_subject_first, bool):
             raise ValueError(f"ground_subject_first must be true or false, got "
                              f"{self.ground_subject_first!r}")
+        if self.ground_subject_neighbours and not self.ground_subject_first:
+            raise ValueError("ground_subject_neighbours needs ground_subject_first: true")
         self.answer_loss_tasks = [Task.parse(t) for t in self.answer_loss_tasks]
         if not self.answer_loss_tasks or any(t not in ANSWER_LOSS_TASKS for t in self.answer_loss_tasks):
             raise ValueError(f"answer_loss_tasks must name one or more of "
