@@ -199,8 +199,14 @@ class Evaluator:
     def text(self, samples: list[Sample]) -> list[dict[str, Any]]:
         """QA / situated QA / captions, greedy, grouped by scene (prefix cache reused)."""
         out = []
+        g = self.model.config.grounding
+        grounds_in_answers = g is not None and g.grounds_in_answers
         for scene_id, group in _by_scene(samples).items():
             self._load_scene(scene_id)
+            # a model that grounds the question's object before it answers gets the scene's
+            # candidates with a question (Video3DEngine.generate)
+            cands = self.candidates(scene_id) if grounds_in_answers else None
+            props = None if cands is None else [Box3D(b[:3], b[3:]) for b in cands]
             for s in group:
                 rec = {"id": s.sample_id, "task": s.task.value, "scene_id": scene_id,
                        "question_type": s.question_type, "ground_truth": s.references}
@@ -220,14 +226,9 @@ class Evaluator:
                         out.append(rec)
                         continue
                 coord = None if box is None else Box3D(box[:3], box[3:])
-                # a model that grounds the question's object before it answers gets the
-                # scene's candidates with a question (Video3DEngine.generate)
-                g = self.model.config.grounding
-                asks_with_boxes = s.task is not Task.SCAN2CAP and g is not None and g.grounds_in_answers
-                cands = self.candidates(scene_id) if asks_with_boxes else None
-                ans = self.engine.generate(
-                    s.prompt, coord_box=coord, groups=self.groups,
-                    proposals=None if cands is None else [Box3D(b[:3], b[3:]) for b in cands])
+                question = s.task is not Task.SCAN2CAP
+                ans = self.engine.generate(s.prompt, coord_box=coord, groups=self.groups,
+                                           proposals=props if question else None)
                 rec["prediction"] = ans.text
                 if ans.grounded_index is not None:
                     rec["grounded_box"] = _rows(cands[ans.grounded_index])[0]

@@ -372,19 +372,19 @@ class Video3DForTraining(nn.Module):
         counts = [it.pixel_values.shape[0] for it in items]
         video = enc.tokens.reshape(-1, enc.tokens.shape[-1])  # (ΣF·T_f, D), batch order
         cfg = m.config
-        per_item = None
+        objects: dict[int, torch.Tensor] = {}  # (N, D) candidate features per grounding item
         if any(it.object_masks is not None for it in items):
             feats = (enc.patch_features if cfg.grounding.object_feature
                      is ObjectFeatureKind.PATCH14 else enc.pooled_features)  # (ΣF, C, C, D)
-            per_item = torch.split(feats, counts)
+            for b, (it, f) in enumerate(zip(items, torch.split(feats, counts))):
+                if it.object_masks is not None:
+                    centres = it.object_centres if cfg.grounding.add_center_encoding else None
+                    objects[b] = m.object_features(f, list(it.object_masks), centres,
+                                                   it.object_sizes)
         coords = []  # (n, D) per item with <coord>s, in batch order
         for b, it in enumerate(items):
-            if it.coord_objects is not None:  # ground_subject_first: the objects' features
-                ks = it.coord_objects
-                coords.append(m.object_features(
-                    per_item[b], [it.object_masks[k] for k in ks],
-                    it.object_centres[ks] if cfg.grounding.add_center_encoding else None,
-                    None if it.object_sizes is None else it.object_sizes[ks]))
+            if it.coord_objects is not None:  # ground_subject_first: those objects' features
+                coords.append(objects[b][it.coord_objects])
             elif it.coord_points is not None:
                 coords.append(m.encode_boxes(it.coord_points, it.coord_sizes))
         coord_embeds = torch.cat(coords) if coords else None  # (M, D)
@@ -392,18 +392,13 @@ class Video3DForTraining(nn.Module):
         out = m(ids, video_tokens=video, coord_embeds=coord_embeds, attention_mask=mask,
                 labels=labels if with_labels else None, output_attentions=output_attentions)
         scores: dict[int, torch.Tensor] = {}
-        if per_item is not None:
-            gid = cfg.token_ids.ground
-            for b, it in enumerate(items):
-                if it.object_masks is None:
-                    continue
+        gid = cfg.token_ids.ground
+        for b, it in enumerate(items):
+            if b in objects:
                 pos = (ids[b] == gid).nonzero().flatten()
                 if pos.numel() != 1:
                     raise ValueError(f"{it.sample.file}: sample {it.sample.sample_id!r}: "
                                      f"expected one <ground> token, found {pos.numel()}")
                 query = out.last_hidden_state[b, pos[0]]  # (D,)
-                centres = it.object_centres if cfg.grounding.add_center_encoding else None
-                objs = m.object_features(per_item[b], list(it.object_masks), centres,
-                                         it.object_sizes)  # (N, D)
-                scores[b] = m.ground_scores(query, objs)  # (N + 1,)
+                scores[b] = m.ground_scores(query, objects[b])  # (N + 1,)
         return out, scores
