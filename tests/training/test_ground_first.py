@@ -12,6 +12,7 @@ import torch
 
 from video3d_ros.geometry import Box3D, nearest_boxes
 from video3d_ros.model.checkpoint import load_pretrained, save_pretrained
+from video3d_ros.model.config import GroundingConfig
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.position_encoding import center_points
 from video3d_ros.query import QueryTask
@@ -22,6 +23,7 @@ from video3d_train.data import (
     DataError,
     SceneStore,
     Video3DDataset,
+    answer_object_ids,
     grounds_subject_first,
     read_processed,
     read_scene_boxes,
@@ -213,3 +215,125 @@ def test_training_with_the_option_marks_the_checkpoint(generated_root, tmp_path)
     assert config["grounding"]["grounds_in_answers"] is True
     assert load_pretrained(run / "final").model.config.grounding.grounds_in_answers is True
     assert load_pretrained(EMBEDDED_MODEL_DIR).model.config.grounding.grounds_in_answers is False
+
+
+# ---- a second hop: the object the answer names (our option ground_answer_object) ------------
+
+def test_items_ground_the_answer_object_second(generated_root, loaded, scanqa):
+    store = SceneStore(generated_root, loaded.processor, num_frames=4)
+    plain = Video3DDataset(scanqa, store, max_length=4096)
+    two = Video3DDataset(scanqa, store, max_length=4096, ground_subject_first=True,
+                         ground_answer_object=True)
+    ids = loaded.processor.token_ids
+    hops = {1: 0, 2: 0}
+    for i, s in enumerate(scanqa):
+        if not grounds_subject_first(s):
+            continue
+        a, b = plain[i], two[i]
+        objects = read_scene_boxes(generated_root, s.scene_id)
+        index = list(objects.object_ids)
+        k = index.index(s.subject_ids[0])
+        other = answer_object_ids(s)
+        assert s.subject_ids[0] not in other
+        if len(other) == 1:  # next to / under / the one thing on the named object
+            assert s.question_type in ("relation", "where", "support")
+            j = index.index(other[0])
+            assert b.positives == [k] and b.answer_positives == [j] and b.coord_objects == [k, j]
+            assert _answer_ids(b) == [ids.ground, ids.coord] * 2 + _answer_ids(a)
+        else:  # colour (about the named object itself), or several things on it
+            assert s.question_type in ("colour", "support")
+            assert b.answer_positives is None and b.coord_objects == [k]
+            assert _answer_ids(b) == [ids.ground, ids.coord] + _answer_ids(a)
+        hops[1 + (len(other) == 1)] += 1
+    assert hops[1] and hops[2]
+
+
+def test_an_answer_object_missing_from_the_room_names_the_sample(generated_root, loaded, tmp_path):
+    raw = json.loads((generated_root / "processed/scanqa_train_llava_style.json").read_text())
+    row = next(r for r in raw if len(r["metadata"]["subject_object_id"]) == 1
+               and not r["conversations"][0]["value"].lower().startswith(("how many", "what is the n")))
+    row["metadata"]["object_id"] = row["metadata"]["subject_object_id"] + [9998]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([row]))
+    samples, _ = read_processed(bad)
+    store = SceneStore(generated_root, loaded.processor, num_frames=4)
+    ds = Video3DDataset(samples, store, max_length=4096, ground_subject_first=True,
+                        ground_answer_object=True)
+    with pytest.raises(DataError, match=rf"bad.json.*{row['id']}.*answer object 9998 is not"):
+        ds[0]
+
+
+def test_the_second_hop_option_is_validated(loaded, generated_root):
+    r = load_recipe("tiny_generated")
+    assert r.ground_answer_object is False
+    with pytest.raises(ValueError, match="ground_answer_object needs ground_subject_first"):
+        r.with_overrides(["ground_answer_object=true"])
+    with pytest.raises(ValueError, match="ground_answer_object needs ground_subject_first"):
+        r.with_overrides(["ground_subject_first=true", "ground_subject_neighbours=1",
+                          "ground_answer_object=true"])
+    with pytest.raises(ValueError, match="ground_answer_object must be true or false"):
+        r.with_overrides(["ground_subject_first=true", "ground_answer_object=2"])
+    assert r.with_overrides(["ground_subject_first=true",
+                             "ground_answer_object=true"]).ground_answer_object is True
+    store = SceneStore(generated_root, loaded.processor, num_frames=4)
+    with pytest.raises(ValueError, match="ground_answer_object needs ground_subject_first"):
+        Video3DDataset([], store, max_length=64, ground_answer_object=True)
+    with pytest.raises(ValueError, match="grounds_answer_object needs grounds_in_answers"):
+        GroundingConfig(grounds_answer_object=True)
+    with pytest.raises(ValueError, match="grounds_answer_object must be true or false"):
+        GroundingConfig(grounds_in_answers=True, grounds_answer_object="yes")
+
+
+def test_training_teaches_two_hops_and_the_engine_follows(generated_root, scanqa, tmp_path, fit):
+    loaded = load_pretrained(EMBEDDED_MODEL_DIR)  # trained below: a copy of its own
+    model = loaded.model.train()
+    store = SceneStore(generated_root, loaded.processor, num_frames=4)
+    chosen = [s for s in scanqa if grounds_subject_first(s) and len(answer_object_ids(s)) == 1][:6]
+    ds = Video3DDataset(chosen, store, max_length=4096, ground_subject_first=True,
+                        ground_answer_object=True)
+    items = [ds[i] for i in range(len(ds))]
+    step = Video3DForTraining(model, loaded.tokenizer.pad_token_id)
+    with torch.no_grad():  # the second <ground>'s scores are a term of the grounding loss
+        _, scores, second = step.run(items, with_labels=True)
+    assert sorted(second) == list(range(len(items)))
+    head = model.ground_head
+    want = torch.stack([head.loss(scores[b], it.positives) for b, it in enumerate(items)]
+                       + [head.loss(second[b], it.answer_positives) for b, it in enumerate(items)])
+    first, last = fit(step, items, 25)
+    assert float(first.ground_loss) == pytest.approx(float(want.mean()), rel=1e-4)
+    assert float(last.ground_loss) < 0.3 * float(first.ground_loss)
+
+    model.eval()
+    model.config.grounding.grounds_in_answers = True  # as train.py records it
+    model.config.grounding.grounds_answer_object = True
+    s = chosen[0]
+    engine = _engine_on(model, loaded.processor, store, s.scene_id)
+    objects = read_scene_boxes(generated_root, s.scene_id)
+    props = [Box3D(b[:3], b[3:]) for b in objects.boxes]
+    ans = engine.ask(_question(s), proposals=props)
+    ids = list(objects.object_ids)
+    assert ids[ans.grounded_index] == s.subject_ids[0]  # training questions: both hops right
+    assert ids[ans.answer_object_index] == answer_object_ids(s)[0]
+    assert -1.0 <= ans.answer_object_score <= 1.0
+    tok = loaded.processor.token_ids
+    assert tok.ground not in ans.token_ids and tok.coord not in ans.token_ids and ans.text
+    # a one-hop model never takes the second <ground> (the same weights, the mark off)
+    model.config.grounding.grounds_answer_object = False
+    one = engine.ask(_question(s), proposals=props)
+    assert one.grounded_index == ans.grounded_index and one.answer_object_index is None
+    model.config.grounding.grounds_answer_object = True
+
+    # as the node asks: both objects come back with the answer, in order
+    session = ScanSession(open_recording(generated_root / "scannet/posed_images" / s.scene_id),
+                          SessionConfig(frames=8))
+    qa = SceneQA(engine, SceneQAConfig(keyframe_groups=1))
+    res = session.ask(qa, _question(s), QueryTask.QUESTION)
+    assert res.success and res.answer
+    boxes, _ = qa.proposals(session.snapshot)
+    assert 1 <= len(res.objects) <= 2 and all(o.box is boxes[o.proposal_id] for o in res.objects)
+
+    # video3d-eval records the second object's box
+    save_pretrained(model, loaded.tokenizer, tmp_path / "ckpt", trained_frames=4)
+    rec = Evaluator(tmp_path / "ckpt", generated_root, 4).text([s])[0]
+    j = ids.index(answer_object_ids(s)[0])
+    assert rec["answer_object_box"] == pytest.approx(objects.boxes[j].tolist(), abs=1e-5)

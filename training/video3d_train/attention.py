@@ -86,7 +86,7 @@ def iter_answer_attention(loaded: LoadedModel, ds: Video3DDataset, batch: int, d
         for i in tqdm(range(0, len(ds), batch), desc=desc, disable=not progress):
             items = [ds[j] for j in range(i, min(i + batch, len(ds)))]
             ids, labels, mask = pad_batch(items, loaded.tokenizer.pad_token_id)
-            out, _ = step.run(items, with_labels=True, output_attentions=True,
+            out, _, _ = step.run(items, with_labels=True, output_attentions=True,
                               padded=(ids, labels, mask))
             for b, it in enumerate(items):
                 if subject and it.subject_cells is None:

@@ -554,7 +554,9 @@ class Item:
     # question names (the sample's subject_ids); target of the subject-attention loss
     coord_objects: list[int] | None = None  # candidates whose object features (what the
     # grounding head scores: pooled patches + box encoding) go into the <coord>s, in order
-    # (ground_subject_first: the named object, then its nearest neighbours)
+    # (ground_subject_first: the named object, then its nearest neighbours, or the answer's)
+    answer_positives: list[int] | None = None  # ground_answer_object: the candidate the
+    # second <ground> is taught to pick (the object the answer names)
 
 
 def target_indices(sample: Sample, objects: SceneObjects) -> list[int]:
@@ -578,19 +580,29 @@ class Video3DDataset(torch.utils.data.Dataset):
 
     def __init__(self, samples: Sequence[Sample], store: SceneStore, max_length: int,
                  answer_tasks: Collection[Task] = (Task.SCANQA,),
-                 ground_subject_first: bool = False, subject_neighbours: int = 0):
+                 ground_subject_first: bool = False, subject_neighbours: int = 0,
+                 ground_answer_object: bool = False):
         """``answer_tasks``: tasks whose samples with ``object_ids`` get ``answer_cells``.
         ``ground_subject_first``: a single-turn ScanQA sample whose question names one object
         (``subject_ids``) is answered ``<ground><coord>answer`` (:func:`grounds_subject_first`),
-        with ``subject_neighbours`` more ``<coord>``s for the objects nearest it."""
+        with ``subject_neighbours`` more ``<coord>``s for the objects nearest it.
+        ``ground_answer_object`` (with ``ground_subject_first``, without neighbours): where the
+        answer names one other object (:func:`answer_object_ids`: what is next to / under /
+        on the named one), a second hop follows — ``<ground><coord><ground><coord>answer``, the
+        second ``<ground>`` taught to pick that object and its feature fed into the second
+        ``<coord>``."""
         if subject_neighbours < 0:
             raise ValueError(f"subject_neighbours must be >= 0, got {subject_neighbours}")
+        if ground_answer_object and (not ground_subject_first or subject_neighbours):
+            raise ValueError("ground_answer_object needs ground_subject_first and no "
+                             f"subject_neighbours (got {subject_neighbours})")
         self.samples = list(samples)
         self.store = store
         self.max_length = max_length
         self.answer_tasks = frozenset(answer_tasks)
         self.ground_subject_first = ground_subject_first
         self.subject_neighbours = subject_neighbours
+        self.ground_answer_object = ground_answer_object
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -612,12 +624,17 @@ class Video3DDataset(torch.utils.data.Dataset):
         proc = self.store.processor
         n_frames = scene.pixel_values.shape[0]
         first = self.ground_subject_first and grounds_subject_first(s) and with_answer
-        coord_objects = None
+        coord_objects = answer_positives = None
         answer_text = s.answer
         if first:  # the named object, then its nearest neighbours: one <coord> each
             k = _subject_index(s, scene.objects)[0]
             coord_objects = [k] + nearest_boxes(scene.objects.boxes, k, self.subject_neighbours)
             answer_text = f"{GROUND_TOKEN}{COORD_TOKEN * len(coord_objects)}{s.answer}"
+            other = answer_object_ids(s) if self.ground_answer_object else []
+            if len(other) == 1:  # a second hop: the object the answer names
+                answer_positives = [_object_index(s, scene.objects, other[0], "answer")]
+                coord_objects = [k] + answer_positives
+                answer_text = f"{(GROUND_TOKEN + COORD_TOKEN) * 2}{s.answer}"
         enc = (proc.encode(n_frames, s.prompt, answer_text, s.follow_ups) if with_answer
                else proc.encode(n_frames, s.prompt))
         if enc.input_ids.numel() > self.max_length:
@@ -653,7 +670,7 @@ class Video3DDataset(torch.utils.data.Dataset):
             subject = object_token_cells(s.subject_ids, scene, g) if s.subject_ids else None
         return Item(s, enc.input_ids, enc.labels, scene.pixel_values, scene.token_points,
                     masks, centres, positives, coord, sizes, coord_size, answer, subject,
-                    coord_objects)
+                    coord_objects, answer_positives)
 
 
 def grounds_subject_first(sample: Sample) -> bool:
@@ -667,13 +684,25 @@ def grounds_subject_first(sample: Sample) -> bool:
             and sample.subject_ids is not None and len(sample.subject_ids) == 1)
 
 
+def answer_object_ids(sample: Sample) -> list[int]:
+    """The objects a question's answer names besides the one the question names: the sample's
+    ``object_ids`` less its ``subject_ids`` (our generator: what is next to the desk → the
+    chair; where is the cup → the table under it; what is on the table → what stands on it).
+    Empty for a colour question (the answer is about the named object itself)."""
+    named = set(sample.subject_ids or [])
+    return [o for o in (sample.object_ids or []) if o not in named]
+
+
 def _subject_index(sample: Sample, objects: SceneObjects) -> list[int]:
+    return [_object_index(sample, objects, sample.subject_ids[0], "subject")]
+
+
+def _object_index(sample: Sample, objects: SceneObjects, object_id: int, role: str) -> int:
     index = {int(o): i for i, o in enumerate(objects.object_ids)}
-    sid = sample.subject_ids[0]
-    if sid not in index:
-        raise _fail(sample.file, sample.sample_id,
-                    f"subject object {sid} is not among the objects of scene {sample.scene_id}")
-    return [index[sid]]
+    if object_id not in index:
+        raise _fail(sample.file, sample.sample_id, f"{role} object {object_id} is not among "
+                                                   f"the objects of scene {sample.scene_id}")
+    return index[object_id]
 
 
 def answer_token_cells(sample: Sample, scene: SceneTensors, pooled_per_side: int

@@ -152,7 +152,7 @@ class Evaluator:
             boxes = [self.candidates(s.scene_id) for s in chunk]
             items = [self.dataset.item(s, with_answer=True, candidates=c)
                      for s, c in zip(chunk, boxes)]
-            _, scores = self.step.run(items, with_labels=False)
+            _, scores, _ = self.step.run(items, with_labels=False)
             out.extend(self._grounding_record(s, boxes[b], scores[b]) for b, s in enumerate(chunk))
         return out
 
@@ -232,6 +232,8 @@ class Evaluator:
                 rec["prediction"] = ans.text
                 if ans.grounded_index is not None:
                     rec["grounded_box"] = _rows(cands[ans.grounded_index])[0]
+                if ans.answer_object_index is not None:  # a two-hop model's second object
+                    rec["answer_object_box"] = _rows(cands[ans.answer_object_index])[0]
                 out.append(rec)
             # scenes are evaluated one after another: drop the decoded frames
             self.store._cache.clear() if self.store._cache is not None else None

@@ -227,6 +227,10 @@ class TrainRecipe:
     # loss), read its object feature put into <coord>, then answer (data.grounds_subject_first)
     ground_subject_neighbours: int = 0  # with it: the features of this many objects nearest
     # the named one follow it, one <coord> each (what is next to / under it)
+    ground_answer_object: bool = False  # our option, with ground_subject_first (no
+    # neighbours): where the answer names one other object (what is next to / under / on the
+    # named one), a second "<ground><coord>" hop grounds that object and reads its feature
+    # before the answer (data.answer_object_ids)
     precision: Precision = Precision.FP32  # bf16 autocast on GPU
     gradient_checkpointing: bool = False  # recompute activations of the LLM and tower
     distributed: DistributedEngine = DistributedEngine.NONE  # sharding engine under torchrun
@@ -259,6 +263,13 @@ class TrainRecipe:
                              f"{self.ground_subject_first!r}")
         if self.ground_subject_neighbours and not self.ground_subject_first:
             raise ValueError("ground_subject_neighbours needs ground_subject_first: true")
+        if not isinstance(self.ground_answer_object, bool):
+            raise ValueError(f"ground_answer_object must be true or false, got "
+                             f"{self.ground_answer_object!r}")
+        if self.ground_answer_object and (not self.ground_subject_first
+                                          or self.ground_subject_neighbours):
+            raise ValueError("ground_answer_object needs ground_subject_first: true and "
+                             "ground_subject_neighbours: 0")
         self.answer_loss_tasks = [Task.parse(t) for t in self.answer_loss_tasks]
         if not self.answer_loss_tasks or any(t not in ANSWER_LOSS_TASKS for t in self.answer_loss_tasks):
             raise ValueError(f"answer_loss_tasks must name one or more of "

@@ -310,7 +310,7 @@ class Video3DForTraining(nn.Module):
                 hooks.append(attn.v_proj.register_forward_hook(
                     lambda module, args, output: seen.__setitem__("values", output)))
         try:
-            out, scores = self.run(items, with_labels=True,
+            out, scores, answer_scores = self.run(items, with_labels=True,
                                    output_attentions=want_attention or want_subject,
                                    padded=padded)
         finally:
@@ -320,7 +320,11 @@ class Video3DForTraining(nn.Module):
         g_loss = out.loss.new_zeros(())
         if ground:
             head = self.model.ground_head
-            g_loss = torch.stack([head.loss(scores[b], items[b].positives) for b in ground]).mean()
+            # ground_answer_object: an item's second <ground> (the answer's object) is one more
+            # grounding term of the mean
+            terms = ([head.loss(scores[b], items[b].positives) for b in ground]
+                     + [head.loss(s, items[b].answer_positives) for b, s in answer_scores.items()])
+            g_loss = torch.stack(terms).mean()
         loss = out.loss + self.ground_loss_scale * g_loss
         a_loss, n_att = out.loss.new_zeros(()), 0
         if want_attention:
@@ -359,7 +363,8 @@ class Video3DForTraining(nn.Module):
 
     def run(self, items: list[Item], with_labels: bool, output_attentions: bool = False,
             padded: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
-        """Model output and, per item with candidates, its (N + 1,) grounding scores.
+        """Model output and, per item with candidates, its (N + 1,) grounding scores at its
+        (first) ``<ground>``, and at its second for an item with ``answer_positives``.
 
         ``padded``: :func:`pad_batch` of ``items`` when the caller already has it."""
         m = self.model
@@ -392,13 +397,17 @@ class Video3DForTraining(nn.Module):
         out = m(ids, video_tokens=video, coord_embeds=coord_embeds, attention_mask=mask,
                 labels=labels if with_labels else None, output_attentions=output_attentions)
         scores: dict[int, torch.Tensor] = {}
+        answer_scores: dict[int, torch.Tensor] = {}
         gid = cfg.token_ids.ground
         for b, it in enumerate(items):
             if b in objects:
                 pos = (ids[b] == gid).nonzero().flatten()
-                if pos.numel() != 1:
+                want = 1 if it.answer_positives is None else 2
+                if pos.numel() != want:
                     raise ValueError(f"{it.sample.file}: sample {it.sample.sample_id!r}: "
-                                     f"expected one <ground> token, found {pos.numel()}")
-                query = out.last_hidden_state[b, pos[0]]  # (D,)
-                scores[b] = m.ground_scores(query, objects[b])  # (N + 1,)
-        return out, scores
+                                     f"expected {want} <ground> token(s), found {pos.numel()}")
+                query = out.last_hidden_state[b, pos]  # (want, D)
+                scores[b] = m.ground_scores(query[0], objects[b])  # (N + 1,)
+                if want == 2:
+                    answer_scores[b] = m.ground_scores(query[1], objects[b])
+        return out, scores, answer_scores

@@ -344,6 +344,7 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
             raise ValueError("ground_subject_first needs a model with a grounding head")
         model.config.grounding.grounds_in_answers = True  # saved with every checkpoint
         model.config.grounding.answer_neighbours = recipe.ground_subject_neighbours
+        model.config.grounding.grounds_answer_object = recipe.ground_answer_object
     if accel.is_main_process:
         tok.save_pretrained(str(tok_dir))
         save_recipe(recipe, out / "recipe.yaml")
@@ -355,7 +356,8 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
                        recipe.data.sampling, _under(recipe.data.root, recipe.data.selection_file),
                        max_scenes=recipe.data.max_cached_scenes)
     dataset = Video3DDataset(samples, store, recipe.data.max_length, recipe.answer_loss_tasks,
-                             recipe.ground_subject_first, recipe.ground_subject_neighbours)
+                             recipe.ground_subject_first, recipe.ground_subject_neighbours,
+                             recipe.ground_answer_object)
     sampler = torch.utils.data.DistributedSampler(
         dataset, num_replicas=accel.num_processes, rank=accel.process_index, shuffle=True,
         seed=recipe.seed, drop_last=True)

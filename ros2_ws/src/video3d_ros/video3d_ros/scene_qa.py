@@ -223,16 +223,18 @@ class SceneQA:
         if request.task is QueryTask.QUESTION:
             situated = split_situation(request.text)
             # a model trained to ground the question's object before it answers
-            # (grounds_in_answers) grounds it among the proposals; it comes back with the answer
+            # (grounds_in_answers) grounds it among the proposals; it comes back with the answer,
+            # followed by the object the answer names where the model grounded that too
             g = self.engine.config.grounding
             boxes, labels = (self.proposals(snapshot) if g is not None and g.grounds_in_answers
                              else ([], []))
             reply = (self.engine.ask_situated(*situated, groups=groups, proposals=boxes)
                      if situated else self.engine.ask(request.text, groups=groups, proposals=boxes))
             answer = reply.text
-            if reply.grounded_index is not None:
-                i = reply.grounded_index
-                objects = (GroundedObject(i, reply.grounded_score, boxes[i], labels[i]),)
+            objects = tuple(GroundedObject(i, score, boxes[i], labels[i]) for i, score in
+                            ((reply.grounded_index, reply.grounded_score),
+                             (reply.answer_object_index, reply.answer_object_score))
+                            if i is not None)
         elif request.task is QueryTask.CAPTION:
             assert request.target is not None  # validate_request guarantees it
             answer = self.engine.caption(request.target, groups=groups).text

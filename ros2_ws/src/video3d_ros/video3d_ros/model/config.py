@@ -286,8 +286,18 @@ class GroundingConfig:
     # one (geometry.nearest_boxes) follow it, one <coord> each — an answer that names another
     # object (what is next to / under it) can read that object there
     answer_neighbours: int = 0
+    # ours: with grounds_in_answers, after the named object a second <ground> may pick the
+    # object the answer names (recipe ground_answer_object), its feature fed into a <coord>
+    grounds_answer_object: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.grounds_answer_object, bool):
+            raise ValueError(f"grounding grounds_answer_object must be true or false, got "
+                             f"{self.grounds_answer_object!r}")
+        if self.grounds_answer_object and (not self.grounds_in_answers or self.answer_neighbours):
+            raise ValueError("grounding grounds_answer_object needs grounds_in_answers and "
+                             f"answer_neighbours 0 (got {self.grounds_in_answers}, "
+                             f"{self.answer_neighbours})")
         if not isinstance(self.grounds_in_answers, bool):
             raise ValueError(f"grounding grounds_in_answers must be true or false, got "
                              f"{self.grounds_in_answers!r}")

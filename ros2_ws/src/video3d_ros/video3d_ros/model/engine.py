@@ -22,8 +22,11 @@ question names, then answers) is continued as training taught it — the proposa
 at ``<ground>`` as for a grounding query, and the best one's object feature (what the
 grounding head scored: its pooled patches and box encoding) goes into the ``<coord>`` fed next
 (``Answer.grounded_index``), followed by the features of the ``grounding.answer_neighbours``
-proposals nearest it, a ``<coord>`` each. Without proposals ``<ground>`` is never chosen. (Ours,
-not the paper's.)
+proposals nearest it, a ``<coord>`` each. A model trained with ``ground_answer_object``
+(``grounding.grounds_answer_object``) may then emit a second ``<ground>``: the object its answer
+names (what is next to / under / on the first) is grounded the same way and its feature fed
+into one more ``<coord>`` (``Answer.answer_object_index``). Without proposals ``<ground>`` is
+never chosen. (Ours, not the paper's.)
 
 Keyframes are ordered by ``stamp_s`` (then insertion). :meth:`sync` makes the
 cached set equal to a keyframe-buffer snapshot (anything with ``keyframes``,
@@ -116,6 +119,10 @@ class Answer:
     # question's object first emits <ground>: generate's ``proposals``), else None
     grounded_index: int | None = None
     grounded_score: float | None = None  # its cosine score (the groups' mean)
+    # the proposal a second <ground> picked: the object the answer names (a model trained
+    # with ground_answer_object), else None
+    answer_object_index: int | None = None
+    answer_object_score: float | None = None
 
 
 @dataclass
@@ -277,8 +284,8 @@ class Video3DEngine:
         suffix = self._suffix(task_text)
         coord = self._coord_embeds(coord_box)
         can_ground = bool(proposals) and self.model.ground_head is not None
-        grounded: int | None = None
-        g_score: float | None = None
+        hops = 2 if can_ground and self.config.grounding.grounds_answer_object else 1
+        picked: list[tuple[int, float]] = []  # (proposal, score) per <ground>, in order
         with self._lock, self._model_errors(), self._grouped(use_cache, task_text, groups) as run:
             objects = self._object_features(list(proposals)) if can_ground else None
             rows = np.stack([b.as_row() for b in proposals]) if can_ground else None
@@ -287,7 +294,8 @@ class Video3DEngine:
             for step in range(limit):
                 scores[ids.video] = float("-inf")  # a placeholder is never a valid output
                 scores[ids.coord] = float("-inf")  # fed after <ground>, never chosen
-                if not (can_ground and step == 0):  # grounding opens an answer, once
+                # grounding opens an answer (then, for a two-hop model, may follow once more)
+                if not (can_ground and not tokens and len(picked) < hops):
                     scores[ids.ground] = float("-inf")
                 nxt = int(torch.argmax(scores))
                 if nxt in ids.eos:
@@ -297,18 +305,21 @@ class Video3DEngine:
                     per_group = [self.model.ground_scores(h, objects).float()
                                  for h in run.last_hidden]
                     g_scores = torch.stack(per_group).mean(0)[:len(proposals)]  # (N,)
-                    grounded = int(torch.argmax(g_scores))
-                    g_score = float(g_scores[grounded])
+                    best = int(torch.argmax(g_scores))
+                    picked.append((best, float(g_scores[best])))
                     # its object feature (pooled patches + box encoding, as scored) into a
-                    # <coord>, then its nearest neighbours' as the model was trained
-                    near = nearest_boxes(rows, grounded, self.config.grounding.answer_neighbours)
-                    fed = [grounded] + near
+                    # <coord>, then (first hop) its nearest neighbours' as the model was trained
+                    near = (nearest_boxes(rows, best, self.config.grounding.answer_neighbours)
+                            if len(picked) == 1 else [])
+                    fed = [best] + near
                     scores = run([ids.coord] * len(fed), objects[fed])
                     continue
                 tokens.append(nxt)
                 scores = run([nxt], None)
+        (grounded, g_score), (other, o_score) = (picked + [(None, None)] * 2)[:2]
         return Answer(text=self.processor.decode(tokens), token_ids=tokens,
-                      grounded_index=grounded, grounded_score=g_score)
+                      grounded_index=grounded, grounded_score=g_score,
+                      answer_object_index=other, answer_object_score=o_score)
 
     @torch.inference_mode()
     def next_token_logits(self, task_text: str, use_cache: bool = True,
