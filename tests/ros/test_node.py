@@ -128,3 +128,18 @@ def test_video3d_query_command_prints_the_answer(graph, capsys) -> None:
     rc = query_main(["--task", "caption"])  # no target: the node says INVALID, exit status 1
     assert rc == 1 and "needs a target" in capsys.readouterr().out
     assert query_main(["x", "--target", "1", "2"]) == 2  # malformed locally
+
+
+def test_destroying_the_node_joins_its_threads(model_dir) -> None:
+    """Closing the graph stops the node's query/prepare worker and its ingest thread (a daemon
+    thread left inside torch aborted the process at interpreter exit)."""
+    g = Graph(model_dir)
+    try:
+        g.wait_active()
+        g.wait_for(lambda: g.keyframes() >= 2, 90.0, "2 keyframes from the synthetic camera")
+        threads = [g.node.worker._thread, g.node.ingestor._thread]
+        assert all(t.is_alive() for t in threads)
+    finally:
+        g.close()
+    assert not any(t.is_alive() for t in threads)
+    assert g.node.worker is None and g.node.ingestor is None

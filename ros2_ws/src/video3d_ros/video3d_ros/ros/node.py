@@ -292,6 +292,15 @@ class Video3DNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self) -> None:
+        """Stop and join the worker threads (queries and preparation, ingest) before the node
+        goes, whatever lifecycle state it is in: a daemon thread still inside torch when the
+        interpreter exits (the prepare job encoding keyframes) aborts the process at exit with
+        "terminate called without an active exception"."""
+        self._active = False
+        self._release()
+        super().destroy_node()
+
     def _release(self) -> None:
         if self.worker is not None:
             self.worker.close()
