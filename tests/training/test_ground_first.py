@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from video3d_ros.geometry import Box3D, nearest_boxes
+from video3d_ros.geometry import Box3D, anchor_relations_m, nearest_boxes
 from video3d_ros.model.checkpoint import load_pretrained, save_pretrained
 from video3d_ros.model.config import GroundingConfig
+from video3d_ros.model.grounding import GroundingHead
 from video3d_ros.model.engine import Video3DEngine
 from video3d_ros.model.position_encoding import center_points
 from video3d_ros.query import QueryTask
@@ -292,16 +293,22 @@ def test_training_teaches_two_hops_and_the_engine_follows(generated_root, scanqa
     ds = Video3DDataset(chosen, store, max_length=4096, ground_subject_first=True,
                         ground_answer_object=True)
     items = [ds[i] for i in range(len(ds))]
+    for it in items:  # the second hop sees the candidates from the named object
+        objects = read_scene_boxes(generated_root, it.sample.scene_id)
+        want_rel = anchor_relations_m(objects.boxes, it.positives[0])
+        assert torch.equal(it.anchor_relations, torch.from_numpy(want_rel))
+    head = model.ground_head
+    head.add_anchor_encoder()  # as train.py does
     step = Video3DForTraining(model, loaded.tokenizer.pad_token_id)
     with torch.no_grad():  # the second <ground>'s scores are a term of the grounding loss
-        _, scores, second = step.run(items, with_labels=True)
+        out, scores, second = step.run(items, with_labels=True)
     assert sorted(second) == list(range(len(items)))
-    head = model.ground_head
     want = torch.stack([head.loss(scores[b], it.positives) for b, it in enumerate(items)]
                        + [head.loss(second[b], it.answer_positives) for b, it in enumerate(items)])
     first, last = fit(step, items, 25)
     assert float(first.ground_loss) == pytest.approx(float(want.mean()), rel=1e-4)
     assert float(last.ground_loss) < 0.3 * float(first.ground_loss)
+    assert float(head.anchor[2].weight.detach().abs().sum()) > 0  # the relation encoder learnt
 
     model.eval()
     model.config.grounding.grounds_in_answers = True  # as train.py records it
@@ -332,8 +339,54 @@ def test_training_teaches_two_hops_and_the_engine_follows(generated_root, scanqa
     boxes, _ = qa.proposals(session.snapshot)
     assert 1 <= len(res.objects) <= 2 and all(o.box is boxes[o.proposal_id] for o in res.objects)
 
-    # video3d-eval records the second object's box
+    # video3d-eval records the second object's box; the checkpoint keeps the relation encoder
     save_pretrained(model, loaded.tokenizer, tmp_path / "ckpt", trained_frames=4)
+    again = load_pretrained(tmp_path / "ckpt").model.ground_head.anchor
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(),
+                                                 head.anchor.state_dict().values()))
     rec = Evaluator(tmp_path / "ckpt", generated_root, 4).text([s])[0]
     j = ids.index(answer_object_ids(s)[0])
     assert rec["answer_object_box"] == pytest.approx(objects.boxes[j].tolist(), abs=1e-5)
+
+
+def test_anchor_relations_by_hand():
+    rows = np.array([[0, 0, 0.5, 2, 1, 1],          # the anchor: a table, top at 1 m
+                     [0.5, 0, 1.25, 0.4, 0.4, 0.5],  # a box standing on it
+                     [2, 0, 0.5, 1, 1, 1],           # beside it: footprint gap 0.5 m
+                     [0, 0, -0.5, 4, 4, 1]])         # the floor slab it stands on
+    rel = anchor_relations_m(rows, 0)
+    assert rel.dtype == np.float32 and rel.shape == (4, 8)
+    np.testing.assert_allclose(rel[0], [0, 0, 0, 0, 0, -1, -1, 1])
+    np.testing.assert_allclose(rel[1], [0.5, 0, 0.75, 0.5, 0, 0, -1.5, 0])
+    np.testing.assert_allclose(rel[2], [2, 0, 0, 2, 0.5, -1, -1, 0])
+    np.testing.assert_allclose(rel[3], [0, 0, -1, 0, 0, -2, 0, 0])
+    with pytest.raises(ValueError, match="box index 4 out of range for 4 boxes"):
+        anchor_relations_m(rows, 4)
+
+
+def test_the_relation_encoder_starts_at_zero_and_checks_shapes(loaded):
+    head = GroundingHead(GroundingConfig(), 16)
+    objects = torch.randn(3, 16)
+    with pytest.raises(ValueError, match="no anchor-relation encoder"):
+        head.with_anchor(objects, torch.zeros(3, 8))
+    head.add_anchor_encoder()
+    rel = torch.randn(3, 8)
+    assert torch.equal(head.with_anchor(objects, rel), objects)  # zero output until trained
+    with pytest.raises(ValueError, match=r"relations must be \(3, 8\) for 3 objects, got \(2, 8\)"):
+        head.with_anchor(objects, rel[:2])
+    cfg = GroundingConfig(grounds_in_answers=True, grounds_answer_object=True)
+    assert GroundingHead(cfg, 16).anchor is not None  # a checkpoint that says so has one
+
+
+def test_training_with_the_second_hop_saves_its_encoder(generated_root, tmp_path):
+    from video3d_train.train import train
+
+    recipe = load_recipe("tiny_generated_answers").with_overrides([
+        f"model.checkpoint={EMBEDDED_MODEL_DIR}", f"data.root={generated_root}", "max_steps=2",
+        "ground_subject_first=true", "ground_answer_object=true", "data.num_frames=4",
+        "save_every_steps=2"])
+    run = train(recipe, tmp_path / "run", progress_bar=False)
+    config = json.loads((run / "final/config.json").read_text())["config"]
+    assert config["grounding"]["grounds_answer_object"] is True
+    head = load_pretrained(run / "final").model.ground_head
+    assert head.anchor is not None and float(head.anchor[2].weight.detach().abs().sum()) > 0

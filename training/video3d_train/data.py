@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from video3d_ros.geometry import Box3D, box_iou_matrix, depth_to_world_m, nearest_boxes
+from video3d_ros.geometry import Box3D, anchor_relations_m, box_iou_matrix, depth_to_world_m, nearest_boxes
 from video3d_ros.keyframes import SamplingStrategy, uniform_indices
 from video3d_ros.keyframes.scan_io import (
     ScanFormatError,
@@ -557,6 +557,8 @@ class Item:
     # (ground_subject_first: the named object, then its nearest neighbours, or the answer's)
     answer_positives: list[int] | None = None  # ground_answer_object: the candidate the
     # second <ground> is taught to pick (the object the answer names)
+    anchor_relations: torch.Tensor | None = None  # (N, 8) with it: every candidate's geometry
+    # relative to the named object (geometry.anchor_relations_m), what the second hop sees
 
 
 def target_indices(sample: Sample, objects: SceneObjects) -> list[int]:
@@ -624,7 +626,7 @@ class Video3DDataset(torch.utils.data.Dataset):
         proc = self.store.processor
         n_frames = scene.pixel_values.shape[0]
         first = self.ground_subject_first and grounds_subject_first(s) and with_answer
-        coord_objects = answer_positives = None
+        coord_objects = answer_positives = anchor_relations = None
         answer_text = s.answer
         if first:  # the named object, then its nearest neighbours: one <coord> each
             k = _subject_index(s, scene.objects)[0]
@@ -633,6 +635,7 @@ class Video3DDataset(torch.utils.data.Dataset):
             other = answer_object_ids(s) if self.ground_answer_object else []
             if len(other) == 1:  # a second hop: the object the answer names
                 answer_positives = [_object_index(s, scene.objects, other[0], "answer")]
+                anchor_relations = torch.from_numpy(anchor_relations_m(scene.objects.boxes, k))
                 coord_objects = [k] + answer_positives
                 answer_text = f"{(GROUND_TOKEN + COORD_TOKEN) * 2}{s.answer}"
         enc = (proc.encode(n_frames, s.prompt, answer_text, s.follow_ups) if with_answer
@@ -670,7 +673,7 @@ class Video3DDataset(torch.utils.data.Dataset):
             subject = object_token_cells(s.subject_ids, scene, g) if s.subject_ids else None
         return Item(s, enc.input_ids, enc.labels, scene.pixel_values, scene.token_points,
                     masks, centres, positives, coord, sizes, coord_size, answer, subject,
-                    coord_objects, answer_positives)
+                    coord_objects, answer_positives, anchor_relations)
 
 
 def grounds_subject_first(sample: Sample) -> bool:

@@ -408,6 +408,7 @@ class Video3DForTraining(nn.Module):
                                      f"expected {want} <ground> token(s), found {pos.numel()}")
                 query = out.last_hidden_state[b, pos]  # (want, D)
                 scores[b] = m.ground_scores(query[0], objects[b])  # (N + 1,)
-                if want == 2:
-                    answer_scores[b] = m.ground_scores(query[1], objects[b])
+                if want == 2:  # the candidates as seen from the named object
+                    seen = m.ground_head.with_anchor(objects[b], it.anchor_relations)
+                    answer_scores[b] = m.ground_scores(query[1], seen)
         return out, scores, answer_scores

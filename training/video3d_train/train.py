@@ -345,6 +345,8 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
         model.config.grounding.grounds_in_answers = True  # saved with every checkpoint
         model.config.grounding.answer_neighbours = recipe.ground_subject_neighbours
         model.config.grounding.grounds_answer_object = recipe.ground_answer_object
+        if recipe.ground_answer_object:
+            model.ground_head.add_anchor_encoder()  # new weights (zero output until trained)
     if accel.is_main_process:
         tok.save_pretrained(str(tok_dir))
         save_recipe(recipe, out / "recipe.yaml")

@@ -4,7 +4,16 @@ Conventions: metres and pixels in names; camera optical frame (x right, y
 down, z forward); ``T_a_b`` maps points from frame b to frame a.
 """
 
-from .boxes import Box3D, box_iou_3d, box_iou_matrix, greedy_suppression, nearest_boxes, points_in_box_mask
+from .boxes import (
+    ANCHOR_RELATION_COLUMNS,
+    Box3D,
+    anchor_relations_m,
+    box_iou_3d,
+    box_iou_matrix,
+    greedy_suppression,
+    nearest_boxes,
+    points_in_box_mask,
+)
 from .depth import PointMap, depth_to_metres, depth_to_world_m
 from .tokens import (
     Aggregation,
@@ -33,6 +42,8 @@ __all__ = [
     "box_iou_matrix",
     "greedy_suppression",
     "nearest_boxes",
+    "anchor_relations_m",
+    "ANCHOR_RELATION_COLUMNS",
     "crop_inside_mask",
     "crop_source_indices",
     "depth_to_metres",

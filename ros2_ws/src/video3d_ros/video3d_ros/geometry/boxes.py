@@ -108,6 +108,30 @@ def nearest_boxes(rows: np.ndarray, index: int, k: int) -> list[int]:
     return order[:max(k, 0)]
 
 
+ANCHOR_RELATION_COLUMNS = ("dx_m", "dy_m", "dz_m", "xy_centre_distance_m", "xy_gap_m",
+                           "bottom_above_anchor_top_m", "anchor_bottom_above_top_m", "is_anchor")
+
+
+def anchor_relations_m(rows: np.ndarray, index: int) -> np.ndarray:
+    """(N, 8) float32: where each box of (N, 6) ``rows`` is relative to box ``index`` (the
+    anchor), columns :data:`ANCHOR_RELATION_COLUMNS`: the centre offset (x, y, z), the xy
+    distance between centres, the gap between the xy footprints (0 where they overlap), the
+    height of the box's bottom above the anchor's top (≈ 0: it stands on the anchor), the height
+    of the anchor's bottom above the box's top (≈ 0: the anchor stands on it), all in metres,
+    and 1 for the anchor itself (else 0)."""
+    r = _as_rows(rows, "rows")
+    if not 0 <= index < len(r):
+        raise ValueError(f"box index {index} out of range for {len(r)} boxes")
+    lo, hi = r[:, :3] - r[:, 3:] / 2, r[:, :3] + r[:, 3:] / 2
+    d = r[:, :3] - r[index, :3]
+    gap_xy = np.linalg.norm(np.maximum(0.0, np.maximum(lo[:, :2] - hi[index, :2],
+                                                       lo[index, :2] - hi[:, :2])), axis=1)
+    out = np.stack([d[:, 0], d[:, 1], d[:, 2], np.linalg.norm(d[:, :2], axis=1), gap_xy,
+                    lo[:, 2] - hi[index, 2], lo[index, 2] - hi[:, 2],
+                    (np.arange(len(r)) == index).astype(float)], axis=1)
+    return out.astype(np.float32)
+
+
 def box_iou_3d(a: Box3D, b: Box3D) -> float:
     """IoU of two axis-aligned boxes."""
     return float(box_iou_matrix(a, b)[0, 0])

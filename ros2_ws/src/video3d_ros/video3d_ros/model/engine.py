@@ -24,8 +24,9 @@ grounding head scored: its pooled patches and box encoding) goes into the ``<coo
 (``Answer.grounded_index``), followed by the features of the ``grounding.answer_neighbours``
 proposals nearest it, a ``<coord>`` each. A model trained with ``ground_answer_object``
 (``grounding.grounds_answer_object``) may then emit a second ``<ground>``: the object its answer
-names (what is next to / under / on the first) is grounded the same way and its feature fed
-into one more ``<coord>`` (``Answer.answer_object_index``). Without proposals ``<ground>`` is
+names (what is next to / under / on the first) is grounded the same way — the proposals
+scored with their geometry relative to the first object (``GroundingHead.with_anchor``) — and
+its feature fed into one more ``<coord>`` (``Answer.answer_object_index``). Without proposals ``<ground>`` is
 never chosen. (Ours, not the paper's.)
 
 Keyframes are ordered by ``stamp_s`` (then insertion). :meth:`sync` makes the
@@ -59,7 +60,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import DynamicCache
 
-from video3d_ros.geometry import Box3D, nearest_boxes
+from video3d_ros.geometry import Box3D, anchor_relations_m, nearest_boxes
 
 from .checkpoint import PAPER_TRAINED_FRAMES
 from .config import ObjectFeatureKind
@@ -302,7 +303,10 @@ class Video3DEngine:
                     break
                 if nxt == ids.ground:
                     run([nxt], None)
-                    per_group = [self.model.ground_scores(h, objects).float()
+                    # a second hop sees the proposals relative to the first one's object
+                    seen = (objects if not picked else self.model.ground_head.with_anchor(
+                        objects, torch.from_numpy(anchor_relations_m(rows, picked[0][0]))))
+                    per_group = [self.model.ground_scores(h, seen).float()
                                  for h in run.last_hidden]
                     g_scores = torch.stack(per_group).mean(0)[:len(proposals)]  # (N,)
                     best = int(torch.argmax(g_scores))

@@ -24,6 +24,9 @@ def _mlp(dim: int, hidden: int) -> nn.Sequential:
                          nn.Linear(hidden, hidden))
 
 
+ANCHOR_RELATION_FEATURES = 8  # columns of geometry.anchor_relations_m
+
+
 class GroundingHead(nn.Module):
     def __init__(self, cfg: GroundingConfig, dim: int):
         super().__init__()
@@ -32,6 +35,35 @@ class GroundingHead(nn.Module):
         self.obj = _mlp(dim, hidden)
         self.query = _mlp(dim, hidden)
         self.zero_target = nn.Parameter(torch.randn(dim) * dim**-0.5)
+        # ours (cfg.grounds_answer_object): the second hop of an answer scores candidates with
+        # their geometry relative to the object the first hop grounded (with_anchor)
+        self.anchor: nn.Sequential | None = None
+        if cfg.grounds_answer_object:
+            self.add_anchor_encoder()
+
+    def add_anchor_encoder(self) -> None:
+        """Create the anchor-relation encoder (Linear → GELU → Linear to the object features'
+        width), its output layer zero so that adding it changes no score until trained; a
+        no-op when it exists."""
+        if self.anchor is not None:
+            return
+        dim, ref = self.zero_target.shape[0], self.zero_target
+        self.anchor = nn.Sequential(nn.Linear(ANCHOR_RELATION_FEATURES, dim), nn.GELU(),
+                                    nn.Linear(dim, dim)).to(device=ref.device, dtype=ref.dtype)
+        nn.init.zeros_(self.anchor[2].weight)
+        nn.init.zeros_(self.anchor[2].bias)
+
+    def with_anchor(self, objects: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        """(N, D) object features + the encoding of their (N, 8) geometry relative to an
+        anchor object (``geometry.anchor_relations_m``) → (N, D): what a second hop scores."""
+        if self.anchor is None:
+            raise ValueError("this grounding head has no anchor-relation encoder "
+                             "(config grounding.grounds_answer_object is false)")
+        if relations.shape != (objects.shape[0], ANCHOR_RELATION_FEATURES):
+            raise ValueError(f"relations must be ({objects.shape[0]}, {ANCHOR_RELATION_FEATURES})"
+                             f" for {objects.shape[0]} objects, got {tuple(relations.shape)}")
+        rel = relations.to(device=objects.device, dtype=self.zero_target.dtype)
+        return objects + self.anchor(rel).to(objects.dtype)
 
     def forward(self, query: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
         """Cosine scores.
