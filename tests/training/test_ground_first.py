@@ -132,9 +132,13 @@ def _question(s) -> str:
     return s.prompt.replace("Answer the question simply.", "").strip()
 
 
-def test_a_model_that_never_grounds_answers_the_same_with_proposals(generated_root, loaded, scanqa):
-    """The embedded model was not trained to ground inside an answer: handing it proposals
-    changes nothing (``<ground>`` is only taken where it is the model's own best token)."""
+def test_a_model_without_the_mark_answers_the_same_with_proposals(generated_root, scanqa):
+    """A checkpoint without ``grounding.grounds_in_answers`` (every model not trained with
+    ``ground_subject_first``) is never let ground inside an answer: handing it proposals
+    changes nothing."""
+    loaded = load_pretrained(EMBEDDED_MODEL_DIR)
+    loaded.model.config.grounding.grounds_in_answers = False
+    loaded.model.config.grounding.grounds_answer_object = False
     store = SceneStore(generated_root, loaded.processor, num_frames=4)
     s0 = scanqa[0]
     engine = _engine_on(loaded.model, loaded.processor, store, s0.scene_id)
@@ -166,6 +170,11 @@ def test_training_teaches_grounding_first_and_the_engine_follows(generated_root,
     engine = _engine_on(model, loaded.processor, store, s.scene_id)
     objects = read_scene_boxes(generated_root, s.scene_id)
     props = [Box3D(b[:3], b[3:]) for b in objects.boxes]
+    # without the mark train.py writes, the engine never lets the model ground in an answer
+    assert model.config.grounding.grounds_in_answers is False
+    unmarked = engine.ask(_question(s), proposals=props)
+    assert unmarked.grounded_index is None and unmarked == engine.ask(_question(s))
+    model.config.grounding.grounds_in_answers = True  # as train.py records it
     ans = engine.ask(_question(s), proposals=props)
     assert ans.grounded_index is not None
     assert int(objects.object_ids[ans.grounded_index]) == s.subject_ids[0]  # a training question
@@ -185,7 +194,7 @@ def test_training_teaches_grounding_first_and_the_engine_follows(generated_root,
     session = ScanSession(open_recording(generated_root / "scannet/posed_images" / s.scene_id),
                           SessionConfig(frames=8))
     qa = SceneQA(engine, SceneQAConfig(keyframe_groups=1))
-    assert model.config.grounding.grounds_in_answers is False  # set by train.py, not here
+    model.config.grounding.grounds_in_answers = False
     plain = session.ask(qa, _question(s), QueryTask.QUESTION)
     assert plain.success and plain.objects == ()
     model.config.grounding.grounds_in_answers = True

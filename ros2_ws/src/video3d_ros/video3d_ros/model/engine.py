@@ -26,8 +26,8 @@ proposals nearest it, a ``<coord>`` each. A model trained with ``ground_answer_o
 (``grounding.grounds_answer_object``) may then emit a second ``<ground>``: the object its answer
 names (what is next to / under / on the first) is grounded the same way — the proposals
 scored with their geometry relative to the first object (``GroundingHead.with_anchor``) — and
-its feature fed into one more ``<coord>`` (``Answer.answer_object_index``). Without proposals ``<ground>`` is
-never chosen. (Ours, not the paper's.)
+its feature fed into one more ``<coord>`` (``Answer.answer_object_index``). Without proposals, or for a model
+without the ``grounds_in_answers`` mark, ``<ground>`` is never chosen. (Ours, not the paper's.)
 
 Keyframes are ordered by ``stamp_s`` (then insertion). :meth:`sync` makes the
 cached set equal to a keyframe-buffer snapshot (anything with ``keyframes``,
@@ -284,8 +284,9 @@ class Video3DEngine:
         ids = self.processor.token_ids
         suffix = self._suffix(task_text)
         coord = self._coord_embeds(coord_box)
-        can_ground = bool(proposals) and self.model.ground_head is not None
-        hops = 2 if can_ground and self.config.grounding.grounds_answer_object else 1
+        g = self.config.grounding
+        can_ground = bool(proposals) and self.model.ground_head is not None and g.grounds_in_answers
+        hops = 2 if can_ground and g.grounds_answer_object else 1
         picked: list[tuple[int, float]] = []  # (proposal, score) per <ground>, in order
         with self._lock, self._model_errors(), self._grouped(use_cache, task_text, groups) as run:
             objects = self._object_features(list(proposals)) if can_ground else None
