@@ -308,6 +308,13 @@ def test_a_question_prints_the_object_its_answer_grounded(capsys):
     cli._print_result(result, "where is the cup?", None, argparse.Namespace(json=None, png=None), None)
     assert capsys.readouterr().out == ("on desk\nabout box 7: score 0.812 centre (1.00, 2.00, 0.50) m "
                                        "size (0.40, 0.30, 0.20) m\n")
+    table = Box3D(np.array([1.0, 2.0, 0.2]), np.array([1.2, 0.8, 0.4]))
+    two_hops = QueryResult(QueryStatus.OK, answer="desk", task=QueryTask.QUESTION,
+                           objects=(GroundedObject(7, 0.8125, box), GroundedObject(3, 0.5, table)))
+    cli._print_result(two_hops, "where is the cup?", None, argparse.Namespace(json=None, png=None), None)
+    assert capsys.readouterr().out == (
+        "desk\nabout box 7: score 0.812 centre (1.00, 2.00, 0.50) m size (0.40, 0.30, 0.20) m\n"
+        "the answer is box 3: score 0.500 centre (1.00, 2.00, 0.20) m size (1.20, 0.80, 0.40) m\n")
     cli._print_result(QueryResult(QueryStatus.OK, answer="two", task=QueryTask.QUESTION), "how many?",
                       None, argparse.Namespace(json=None, png=None), None)
     assert capsys.readouterr().out == "two\n"

@@ -189,8 +189,10 @@ def _print_result(result: QueryResult, question: str, session, args, n: int | No
                 print(_box_line(o), flush=True)
         else:
             print(result.answer, flush=True)
-            for o in result.objects:  # the object a model that grounds in answers found
-                print(f"about {_box_line(o)}", flush=True)
+            # the object a model that grounds in answers found, then (a two-hop model) the
+            # object its answer names
+            for k, o in enumerate(result.objects):
+                print(f"{'about' if k == 0 else 'the answer is'} {_box_line(o)}", flush=True)
     if args.png is not None and result.objects:
         path = args.png if n is None else _numbered(args.png, n)
         atomic_write_bytes(path, grounding_figure(session.snapshot, result.objects, session.K_color,
