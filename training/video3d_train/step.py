@@ -388,7 +388,15 @@ class Video3DForTraining(nn.Module):
                                                    it.object_sizes)
         coords = []  # (n, D) per item with <coord>s, in batch order
         for b, it in enumerate(items):
-            if it.coord_objects is not None:  # ground_subject_first: those objects' features
+            if it.answer_positives is not None:  # two hops: the named object's feature, then
+                # the answer object's box encoding (what a caption's <coord> holds: its size
+                # names its category, which the answer is)
+                a = it.answer_positives[0]
+                coords += [objects[b][it.coord_objects[:1]],
+                           m.encode_boxes(it.object_centres[a:a + 1].to(dev),
+                                          None if it.object_sizes is None
+                                          else it.object_sizes[a:a + 1].to(dev))]
+            elif it.coord_objects is not None:  # ground_subject_first: those objects' features
                 coords.append(objects[b][it.coord_objects])
             elif it.coord_points is not None:
                 coords.append(m.encode_boxes(it.coord_points, it.coord_sizes))

@@ -317,7 +317,10 @@ class Video3DEngine:
                     near = (nearest_boxes(rows, best, self.config.grounding.answer_neighbours)
                             if len(picked) == 1 else [])
                     fed = [best] + near
-                    scores = run([ids.coord] * len(fed), objects[fed])
+                    # the first hop's object feature(s); a second hop's box encoding, as a
+                    # caption's <coord> (training: step.run)
+                    scores = run([ids.coord] * len(fed), objects[fed] if len(picked) == 1
+                                 else self._coord_embeds(proposals[best]))
                     continue
                 tokens.append(nxt)
                 scores = run([nxt], None)
