@@ -309,8 +309,17 @@ def test_training_teaches_two_hops_and_the_engine_follows(generated_root, scanqa
     head = model.ground_head
     head.add_anchor_encoder()  # as train.py does
     step = Video3DForTraining(model, loaded.tokenizer.pad_token_id)
+    fed = {}
+    hook = model.register_forward_pre_hook(
+        lambda mod, args, kwargs: fed.update(coord=kwargs["coord_embeds"]), with_kwargs=True)
     with torch.no_grad():  # the second <ground>'s scores are a term of the grounding loss
         out, scores, second = step.run(items, with_labels=True)
+        # the <coord>s: the named object's feature, then the answer object's box encoding
+        a = items[0].answer_positives[0]
+        box = model.encode_boxes(items[0].object_centres[a:a + 1], items[0].object_sizes[a:a + 1])
+    hook.remove()
+    assert fed["coord"].shape[0] == 2 * len(items)
+    assert torch.allclose(fed["coord"][1], box[0], atol=1e-6)
     assert sorted(second) == list(range(len(items)))
     want = torch.stack([head.loss(scores[b], it.positives) for b, it in enumerate(items)]
                        + [head.loss(second[b], it.answer_positives) for b, it in enumerate(items)])

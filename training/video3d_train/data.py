@@ -591,7 +591,8 @@ class Video3DDataset(torch.utils.data.Dataset):
         ``ground_answer_object`` (with ``ground_subject_first``, without neighbours): where the
         answer names one other object (:func:`answer_object_ids`: what is next to / under /
         on the named one), a second hop follows — ``<ground><coord><ground><coord>answer``, the
-        second ``<ground>`` taught to pick that object and its feature fed into the second
+        second ``<ground>`` taught to pick that object and its box encoding (as a caption's
+        ``<coord>``; ``step.run``) fed into the second
         ``<coord>``."""
         if subject_neighbours < 0:
             raise ValueError(f"subject_neighbours must be >= 0, got {subject_neighbours}")

@@ -229,7 +229,7 @@ class TrainRecipe:
     # the named one follow it, one <coord> each (what is next to / under it)
     ground_answer_object: bool = False  # our option, with ground_subject_first (no
     # neighbours): where the answer names one other object (what is next to / under / on the
-    # named one), a second "<ground><coord>" hop grounds that object and reads its feature
+    # named one), a second "<ground><coord>" hop grounds that object and reads its box
     # before the answer (data.answer_object_ids)
     precision: Precision = Precision.FP32  # bf16 autocast on GPU
     gradient_checkpointing: bool = False  # recompute activations of the LLM and tower

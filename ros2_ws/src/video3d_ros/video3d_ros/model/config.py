@@ -287,7 +287,7 @@ class GroundingConfig:
     # object (what is next to / under it) can read that object there
     answer_neighbours: int = 0
     # ours: with grounds_in_answers, after the named object a second <ground> may pick the
-    # object the answer names (recipe ground_answer_object), its feature fed into a <coord>
+    # object the answer names (recipe ground_answer_object), its box encoding fed into a <coord>
     grounds_answer_object: bool = False
 
     def __post_init__(self) -> None:

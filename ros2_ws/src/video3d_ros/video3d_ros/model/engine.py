@@ -26,7 +26,8 @@ proposals nearest it, a ``<coord>`` each. A model trained with ``ground_answer_o
 (``grounding.grounds_answer_object``) may then emit a second ``<ground>``: the object its answer
 names (what is next to / under / on the first) is grounded the same way — the proposals
 scored with their geometry relative to the first object (``GroundingHead.with_anchor``) — and
-its feature fed into one more ``<coord>`` (``Answer.answer_object_index``). Without proposals, or for a model
+its box encoding (as a caption's ``<coord>``: the box's size tells the generated categories
+apart) fed into one more ``<coord>`` (``Answer.answer_object_index``). Without proposals, or for a model
 without the ``grounds_in_answers`` mark, ``<ground>`` is never chosen. (Ours, not the paper's.)
 
 Keyframes are ordered by ``stamp_s`` (then insertion). :meth:`sync` makes the
