@@ -125,6 +125,7 @@ class Evaluator:
         self._engine_scene: str | None = None  # the scene whose frames the engine holds
         loaded = load_pretrained(checkpoint, detect_runtime(device))
         self.model, self.tok, self.processor = loaded.model, loaded.tokenizer, loaded.processor
+        self.blind = blind
         if blind:
             self.model.encode_frames = _blinded(self.model.encode_frames)
         self.store = SceneStore(data_root, self.processor, num_frames, sampling, selection_file)
@@ -200,7 +201,9 @@ class Evaluator:
         """QA / situated QA / captions, greedy, grouped by scene (prefix cache reused)."""
         out = []
         g = self.model.config.grounding
-        grounds_in_answers = g is not None and g.grounds_in_answers
+        # blind: the question alone — no room's objects either (a model that grounds in its
+        # answers would read them from the candidates' features)
+        grounds_in_answers = g is not None and g.grounds_in_answers and not self.blind
         for scene_id, group in _by_scene(samples).items():
             self._load_scene(scene_id)
             # a model that grounds the question's object before it answers gets the scene's
@@ -259,8 +262,9 @@ def evaluate(checkpoint: str | Path, data_root: str | Path, files: list[str], ou
 
     ``num_frames`` None: as many as the checkpoint was trained with (its config.json), times
     ``groups`` (> 1: read in that many interleaved groups; ``Evaluator``).
-    ``blind``: the LLM gets zeros for every video token — a diagnostic: how much of a
-    score the model gets without looking at the scene (text prior only).
+    ``blind``: the LLM gets zeros for every video token, and a model that grounds in its
+    answers no candidates — a diagnostic: how much of a score the model gets without looking
+    at the scene (text prior only).
     """
     from accelerate import PartialState
 
