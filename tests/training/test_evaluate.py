@@ -93,7 +93,7 @@ def test_text_answers_see_the_room_they_are_asked_about(generated_root):
         item = ev.dataset.item(s, with_answer=True)
         ids, labels, mask = pad_batch([item], ev.tok.pad_token_id)
         with torch.no_grad():
-            out, _ = ev.step.run([item], with_labels=True, padded=(ids, labels, mask))
+            out, _, _ = ev.step.run([item], with_labels=True, padded=(ids, labels, mask))
         first = int((labels[0] != IGNORE_INDEX).nonzero()[0])
         ev._load_scene(s.scene_id)
         got = ev.engine.next_token_logits(s.prompt)
@@ -168,7 +168,10 @@ def test_keyframe_groups_are_the_engines(generated_root, tmp_path):
     for rec in read_jsonl(tmp_path / "g2" / "scanqa.jsonl"):
         s = by_id[rec["id"]]
         ev._load_scene(s.scene_id)
-        assert rec["prediction"] == ev.engine.generate(s.prompt, groups=2).text, s.sample_id
+        # the embedded model grounds in its answers: the evaluator hands it the scene's boxes
+        props = [Box3D(b[:3], b[3:]) for b in ev.candidates(s.scene_id)]
+        assert rec["prediction"] == ev.engine.generate(s.prompt, groups=2, proposals=props).text, \
+            s.sample_id
     with pytest.raises(ValueError, match="3 keyframe groups need at least as many frames, got 2"):
         Evaluator(EMBEDDED_MODEL_DIR, generated_root, num_frames=2, device="cpu", groups=3)
 

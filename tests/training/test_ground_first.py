@@ -153,6 +153,9 @@ def test_a_model_without_the_mark_answers_the_same_with_proposals(generated_root
 def test_training_teaches_grounding_first_and_the_engine_follows(generated_root, scanqa, tmp_path, fit):
     loaded = load_pretrained(EMBEDDED_MODEL_DIR)  # trained below: a copy of its own
     model = loaded.model.train()
+    g = model.config.grounding  # taught one hop below, unmarked until then (as before train.py)
+    g.grounds_in_answers = g.grounds_answer_object = False
+    model.ground_head.anchor = None  # as train.py drops a second hop it does not train
     store = SceneStore(generated_root, loaded.processor, num_frames=4)
     chosen = [s for s in scanqa if grounds_subject_first(s)][:6]
     ds = Video3DDataset(chosen, store, max_length=4096, ground_subject_first=True,
@@ -211,7 +214,9 @@ def test_training_teaches_grounding_first_and_the_engine_follows(generated_root,
     rec = Evaluator(tmp_path / "ckpt", generated_root, 4).text([s])[0]
     k = list(objects.object_ids).index(s.subject_ids[0])
     assert rec["grounded_box"] == pytest.approx(objects.boxes[k].tolist(), abs=1e-5)
-    assert "grounded_box" not in Evaluator(EMBEDDED_MODEL_DIR, generated_root, 4).text([s])[0]
+    model.config.grounding.grounds_in_answers = False
+    save_pretrained(model, loaded.tokenizer, tmp_path / "unmarked", trained_frames=4)
+    assert "grounded_box" not in Evaluator(tmp_path / "unmarked", generated_root, 4).text([s])[0]
 
 
 def test_training_with_the_option_marks_the_checkpoint(generated_root, tmp_path):
@@ -223,8 +228,16 @@ def test_training_with_the_option_marks_the_checkpoint(generated_root, tmp_path)
     run = train(recipe, tmp_path / "run", progress_bar=False)
     config = json.loads((run / "final/config.json").read_text())["config"]
     assert config["grounding"]["grounds_in_answers"] is True
-    assert load_pretrained(run / "final").model.config.grounding.grounds_in_answers is True
-    assert load_pretrained(EMBEDDED_MODEL_DIR).model.config.grounding.grounds_in_answers is False
+    # the marks say how the run trained, whatever the checkpoint it started from said (the
+    # embedded model grounds twice): one hop here, so no second hop and no relation encoder
+    assert config["grounding"]["grounds_answer_object"] is False
+    again = load_pretrained(run / "final").model
+    assert again.config.grounding.grounds_in_answers is True and again.ground_head.anchor is None
+    assert load_pretrained(EMBEDDED_MODEL_DIR).model.config.grounding.grounds_answer_object is True
+    plain = train(recipe.with_overrides(["ground_subject_first=false"]), tmp_path / "plain",
+                  progress_bar=False)
+    config = json.loads((plain / "final/config.json").read_text())["config"]
+    assert config["grounding"]["grounds_in_answers"] is False
 
 
 # ---- a second hop: the object the answer names (our option ground_answer_object) ------------

@@ -106,7 +106,9 @@ def _attention_mass_loss(attention: torch.Tensor, items: list[Item],
             continue
         weights, target = found
         mass = weights[:heads, target].sum(-1)  # (h,)
-        losses.append(-torch.log(mass.clamp_min(1e-6)).mean())
+        # + 1e-6, not a clamp: a head that starts with (almost) no mass there still gets a
+        # gradient
+        losses.append(-torch.log(mass + 1e-6).mean())
     if not losses:
         return attention.new_zeros(()), 0
     return torch.stack(losses).mean(), len(losses)

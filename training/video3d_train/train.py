@@ -339,14 +339,19 @@ def train(recipe: TrainRecipe, output_dir: str | Path, resume: bool = False,
     if recipe.data.tokenizer_files and not recipe.model.tokenizer:
         corpus = read_samples(recipe, recipe.data.tokenizer_files, skip_bad)
     model, tok = build_model_and_tokenizer(recipe, corpus, runtime)
-    if recipe.ground_subject_first:
-        if model.config.grounding is None:
-            raise ValueError("ground_subject_first needs a model with a grounding head")
-        model.config.grounding.grounds_in_answers = True  # saved with every checkpoint
-        model.config.grounding.answer_neighbours = recipe.ground_subject_neighbours
-        model.config.grounding.grounds_answer_object = recipe.ground_answer_object
+    if recipe.ground_subject_first and model.config.grounding is None:
+        raise ValueError("ground_subject_first needs a model with a grounding head")
+    if model.config.grounding is not None:
+        # the marks say how this run trains answers, whatever the checkpoint it started from
+        # said (saved with every checkpoint; the engine follows them)
+        g = model.config.grounding
+        g.grounds_in_answers = recipe.ground_subject_first
+        g.answer_neighbours = recipe.ground_subject_neighbours
+        g.grounds_answer_object = recipe.ground_answer_object
         if recipe.ground_answer_object:
             model.ground_head.add_anchor_encoder()  # new weights (zero output until trained)
+        else:
+            model.ground_head.anchor = None  # a second hop's encoder this run does not train
     if accel.is_main_process:
         tok.save_pretrained(str(tok_dir))
         save_recipe(recipe, out / "recipe.yaml")
