@@ -261,7 +261,7 @@ def test_items_ground_the_answer_object_second(generated_root, loaded, scanqa):
         if len(other) == 1:  # next to / under / the one thing on the named object
             assert s.question_type in ("relation", "where", "support")
             j = index.index(other[0])
-            assert b.positives == [k] and b.answer_positives == [j] and b.coord_objects == [k, j]
+            assert b.positives == [k] and b.answer_positives == [j] and b.coord_objects == [k]
             assert _answer_ids(b) == [ids.ground, ids.coord] * 2 + _answer_ids(a)
         else:  # colour (about the named object itself), or several things on it
             assert s.question_type in ("colour", "support")

@@ -44,7 +44,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from video3d_ros.geometry import Box3D, anchor_relations_m, box_iou_matrix, depth_to_world_m, nearest_boxes
+from video3d_ros.geometry import (
+    Box3D,
+    anchor_relations_m,
+    box_iou_matrix,
+    depth_to_world_m,
+    nearest_boxes,
+)
 from video3d_ros.keyframes import SamplingStrategy, uniform_indices
 from video3d_ros.keyframes.scan_io import (
     ScanFormatError,
@@ -554,9 +560,10 @@ class Item:
     # question names (the sample's subject_ids); target of the subject-attention loss
     coord_objects: list[int] | None = None  # candidates whose object features (what the
     # grounding head scores: pooled patches + box encoding) go into the <coord>s, in order
-    # (ground_subject_first: the named object, then its nearest neighbours, or the answer's)
+    # (ground_subject_first: the named object, then its nearest neighbours)
     answer_positives: list[int] | None = None  # ground_answer_object: the candidate the
-    # second <ground> is taught to pick (the object the answer names)
+    # second <ground> is taught to pick (the object the answer names); its box encoding goes
+    # into the <coord> after it
     anchor_relations: torch.Tensor | None = None  # (N, 8) with it: every candidate's geometry
     # relative to the named object (geometry.anchor_relations_m), what the second hop sees
 
@@ -592,8 +599,7 @@ class Video3DDataset(torch.utils.data.Dataset):
         answer names one other object (:func:`answer_object_ids`: what is next to / under /
         on the named one), a second hop follows — ``<ground><coord><ground><coord>answer``, the
         second ``<ground>`` taught to pick that object and its box encoding (as a caption's
-        ``<coord>``; ``step.run``) fed into the second
-        ``<coord>``."""
+        ``<coord>``; ``step.run``) fed into the second ``<coord>``."""
         if subject_neighbours < 0:
             raise ValueError(f"subject_neighbours must be >= 0, got {subject_neighbours}")
         if ground_answer_object and (not ground_subject_first or subject_neighbours):
@@ -630,14 +636,13 @@ class Video3DDataset(torch.utils.data.Dataset):
         coord_objects = answer_positives = anchor_relations = None
         answer_text = s.answer
         if first:  # the named object, then its nearest neighbours: one <coord> each
-            k = _subject_index(s, scene.objects)[0]
+            k = _object_index(s, scene.objects, s.subject_ids[0], "subject")
             coord_objects = [k] + nearest_boxes(scene.objects.boxes, k, self.subject_neighbours)
             answer_text = f"{GROUND_TOKEN}{COORD_TOKEN * len(coord_objects)}{s.answer}"
             other = answer_object_ids(s) if self.ground_answer_object else []
             if len(other) == 1:  # a second hop: the object the answer names
                 answer_positives = [_object_index(s, scene.objects, other[0], "answer")]
                 anchor_relations = torch.from_numpy(anchor_relations_m(scene.objects.boxes, k))
-                coord_objects = [k] + answer_positives
                 answer_text = f"{(GROUND_TOKEN + COORD_TOKEN) * 2}{s.answer}"
         enc = (proc.encode(n_frames, s.prompt, answer_text, s.follow_ups) if with_answer
                else proc.encode(n_frames, s.prompt))
@@ -695,10 +700,6 @@ def answer_object_ids(sample: Sample) -> list[int]:
     Empty for a colour question (the answer is about the named object itself)."""
     named = set(sample.subject_ids or [])
     return [o for o in (sample.object_ids or []) if o not in named]
-
-
-def _subject_index(sample: Sample, objects: SceneObjects) -> list[int]:
-    return [_object_index(sample, objects, sample.subject_ids[0], "subject")]
 
 
 def _object_index(sample: Sample, objects: SceneObjects, object_id: int, role: str) -> int:

@@ -390,16 +390,14 @@ class Video3DForTraining(nn.Module):
                                                    it.object_sizes)
         coords = []  # (n, D) per item with <coord>s, in batch order
         for b, it in enumerate(items):
-            if it.answer_positives is not None:  # two hops: the named object's feature, then
-                # the answer object's box encoding (what a caption's <coord> holds: its size
-                # names its category, which the answer is)
-                a = it.answer_positives[0]
-                coords += [objects[b][it.coord_objects[:1]],
-                           m.encode_boxes(it.object_centres[a:a + 1].to(dev),
-                                          None if it.object_sizes is None
-                                          else it.object_sizes[a:a + 1].to(dev))]
-            elif it.coord_objects is not None:  # ground_subject_first: those objects' features
+            if it.coord_objects is not None:  # ground_subject_first: those objects' features
                 coords.append(objects[b][it.coord_objects])
+            if it.answer_positives is not None:  # a second hop: the answer object's box
+                # encoding (what a caption's <coord> holds: its size names its category)
+                a = slice(it.answer_positives[0], it.answer_positives[0] + 1)
+                coords.append(m.encode_boxes(
+                    it.object_centres[a].to(dev),
+                    None if it.object_sizes is None else it.object_sizes[a].to(dev)))
             elif it.coord_points is not None:
                 coords.append(m.encode_boxes(it.coord_points, it.coord_sizes))
         coord_embeds = torch.cat(coords) if coords else None  # (M, D)

@@ -93,16 +93,27 @@ def greedy_suppression(rows: np.ndarray, suppress_iou: float, limit: int | None 
     return kept
 
 
+def _bounds_m(rows: np.ndarray, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated (N, 6) rows and their (N, 3) min and max corners; ``index`` must name one."""
+    r = _as_rows(rows, "rows")
+    if not 0 <= index < len(r):
+        raise ValueError(f"box index {index} out of range for {len(r)} boxes")
+    return r, r[:, :3] - r[:, 3:] / 2, r[:, :3] + r[:, 3:] / 2
+
+
+def _gap_m(lo: np.ndarray, hi: np.ndarray, index: int) -> np.ndarray:
+    """(N,) length of the shortest segment between each box and box ``index`` over the axes
+    given (0 where they touch or overlap)."""
+    return np.linalg.norm(np.maximum(0.0, np.maximum(lo - hi[index], lo[index] - hi)), axis=1)
+
+
 def nearest_boxes(rows: np.ndarray, index: int, k: int) -> list[int]:
     """The ``k`` boxes of (N, 6) ``rows`` nearest box ``index`` (itself excluded), nearest
     first: by the gap between the boxes in metres (the length of the shortest segment between
     them; 0 where they touch or overlap, as an object and what it stands on), ties by the
     distance between centres."""
-    r = _as_rows(rows, "rows")
-    if not 0 <= index < len(r):
-        raise ValueError(f"box index {index} out of range for {len(r)} boxes")
-    lo, hi = r[:, :3] - r[:, 3:] / 2, r[:, :3] + r[:, 3:] / 2
-    gap_m = np.linalg.norm(np.maximum(0.0, np.maximum(lo - hi[index], lo[index] - hi)), axis=1)
+    r, lo, hi = _bounds_m(rows, index)
+    gap_m = _gap_m(lo, hi, index)
     centre_m = np.linalg.norm(r[:, :3] - r[index, :3], axis=1)
     order = [int(i) for i in np.lexsort((centre_m, gap_m)) if i != index]
     return order[:max(k, 0)]
@@ -119,13 +130,9 @@ def anchor_relations_m(rows: np.ndarray, index: int) -> np.ndarray:
     height of the box's bottom above the anchor's top (≈ 0: it stands on the anchor), the height
     of the anchor's bottom above the box's top (≈ 0: the anchor stands on it), all in metres,
     and 1 for the anchor itself (else 0)."""
-    r = _as_rows(rows, "rows")
-    if not 0 <= index < len(r):
-        raise ValueError(f"box index {index} out of range for {len(r)} boxes")
-    lo, hi = r[:, :3] - r[:, 3:] / 2, r[:, :3] + r[:, 3:] / 2
+    r, lo, hi = _bounds_m(rows, index)
     d = r[:, :3] - r[index, :3]
-    gap_xy = np.linalg.norm(np.maximum(0.0, np.maximum(lo[:, :2] - hi[index, :2],
-                                                       lo[index, :2] - hi[:, :2])), axis=1)
+    gap_xy = _gap_m(lo[:, :2], hi[:, :2], index)
     out = np.stack([d[:, 0], d[:, 1], d[:, 2], np.linalg.norm(d[:, :2], axis=1), gap_xy,
                     lo[:, 2] - hi[index, 2], lo[index, 2] - hi[:, 2],
                     (np.arange(len(r)) == index).astype(float)], axis=1)

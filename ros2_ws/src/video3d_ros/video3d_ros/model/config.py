@@ -291,20 +291,18 @@ class GroundingConfig:
     grounds_answer_object: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.grounds_answer_object, bool):
-            raise ValueError(f"grounding grounds_answer_object must be true or false, got "
-                             f"{self.grounds_answer_object!r}")
-        if self.grounds_answer_object and (not self.grounds_in_answers or self.answer_neighbours):
-            raise ValueError("grounding grounds_answer_object needs grounds_in_answers and "
-                             f"answer_neighbours 0 (got {self.grounds_in_answers}, "
-                             f"{self.answer_neighbours})")
-        if not isinstance(self.grounds_in_answers, bool):
-            raise ValueError(f"grounding grounds_in_answers must be true or false, got "
-                             f"{self.grounds_in_answers!r}")
+        for name in ("grounds_in_answers", "grounds_answer_object"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"grounding {name} must be true or false, got "
+                                 f"{getattr(self, name)!r}")
         if isinstance(self.answer_neighbours, bool) or not isinstance(self.answer_neighbours, int) \
                 or self.answer_neighbours < 0:
             raise ValueError(f"grounding answer_neighbours must be an integer >= 0, got "
                              f"{self.answer_neighbours!r}")
+        if self.grounds_answer_object and (not self.grounds_in_answers or self.answer_neighbours):
+            raise ValueError("grounding grounds_answer_object needs grounds_in_answers and "
+                             f"answer_neighbours 0 (got {self.grounds_in_answers}, "
+                             f"{self.answer_neighbours})")
         self.object_feature = ObjectFeatureKind(self.object_feature)
         self.loss = GroundLossKind(self.loss)
         self.multi_object_selection = MultiObjectSelection(self.multi_object_selection)

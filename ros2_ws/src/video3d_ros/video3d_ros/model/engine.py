@@ -27,8 +27,9 @@ proposals nearest it, a ``<coord>`` each. A model trained with ``ground_answer_o
 names (what is next to / under / on the first) is grounded the same way — the proposals
 scored with their geometry relative to the first object (``GroundingHead.with_anchor``) — and
 its box encoding (as a caption's ``<coord>``: the box's size tells the generated categories
-apart) fed into one more ``<coord>`` (``Answer.answer_object_index``). Without proposals, or for a model
-without the ``grounds_in_answers`` mark, ``<ground>`` is never chosen. (Ours, not the paper's.)
+apart) fed into one more ``<coord>`` (``Answer.answer_object_index``). Without proposals, or
+for a model without the ``grounds_in_answers`` mark, ``<ground>`` is never chosen. (Ours, not
+the paper's.)
 
 Keyframes are ordered by ``stamp_s`` (then insertion). :meth:`sync` makes the
 cached set equal to a keyframe-buffer snapshot (anything with ``keyframes``,
@@ -313,22 +314,19 @@ class Video3DEngine:
                     g_scores = torch.stack(per_group).mean(0)[:len(proposals)]  # (N,)
                     best = int(torch.argmax(g_scores))
                     picked.append((best, float(g_scores[best])))
-                    # its object feature (pooled patches + box encoding, as scored) into a
-                    # <coord>, then (first hop) its nearest neighbours' as the model was trained
-                    near = (nearest_boxes(rows, best, self.config.grounding.answer_neighbours)
-                            if len(picked) == 1 else [])
-                    fed = [best] + near
-                    # the first hop's object feature(s); a second hop's box encoding, as a
-                    # caption's <coord> (training: step.run)
-                    scores = run([ids.coord] * len(fed), objects[fed] if len(picked) == 1
-                                 else self._coord_embeds(proposals[best]))
+                    if len(picked) == 1:  # its object feature (pooled patches + box encoding,
+                        # as scored), then its nearest neighbours', a <coord> each
+                        fed = objects[[best] + nearest_boxes(rows, best, g.answer_neighbours)]
+                    else:  # the answer's object: its box encoding, as a caption's <coord>
+                        fed = self._coord_embeds(proposals[best])
+                    scores = run([ids.coord] * fed.shape[0], fed)
                     continue
                 tokens.append(nxt)
                 scores = run([nxt], None)
-        (grounded, g_score), (other, o_score) = (picked + [(None, None)] * 2)[:2]
+        first, second = (picked + [(None, None), (None, None)])[:2]
         return Answer(text=self.processor.decode(tokens), token_ids=tokens,
-                      grounded_index=grounded, grounded_score=g_score,
-                      answer_object_index=other, answer_object_score=o_score)
+                      grounded_index=first[0], grounded_score=first[1],
+                      answer_object_index=second[0], answer_object_score=second[1])
 
     @torch.inference_mode()
     def next_token_logits(self, task_text: str, use_cache: bool = True,
